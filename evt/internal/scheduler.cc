@@ -1,0 +1,400 @@
+// The per-OS-thread scheduler: spawning, direct fiber switches, parking,
+// the idle loop (timers, reactor, inbox, system-idle waiters) and teardown.
+// See scheduler.h for the protocol and invariants.
+#include "evt/internal/scheduler.h"
+
+#include <cxxabi.h>
+
+#include <boost/context/detail/fcontext.hpp>
+#include <cerrno>
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <system_error>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "evt/exn.h"
+#include "evt/internal/fiber_switch.h"
+
+namespace rkt::internal {
+namespace ctx = boost::context::detail;
+
+namespace {
+
+// The Itanium C++ ABI's per-thread exception globals. A green thread that
+// switches out inside a catch block (or while unwinding) must find its own
+// state again when it resumes, so each switch swaps them.
+struct eh_globals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+
+eh_globals* current_eh_globals() {
+  return reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
+}
+
+constinit thread_local scheduler* tls_scheduler = nullptr;
+
+// How many picks pass between two non-blocking looks at timers and the
+// reactor while the run queue never empties.
+constexpr uint32_t kFairnessTicks = 64;
+
+}  // namespace
+
+// Owns the OS thread's scheduler; destroyed at OS thread exit.
+struct scheduler_owner {
+  scheduler* s = nullptr;
+  ~scheduler_owner() {
+    if (s == nullptr) return;
+    if (s->running_ != s->root_) {
+      // The OS thread is exiting from inside a green thread (exit() called
+      // on a fiber's stack): nothing can be unwound safely; leak it all.
+      return;
+    }
+    s->shut_down_threads();
+    delete s;
+    tls_scheduler = nullptr;
+  }
+};
+
+namespace {
+thread_local scheduler_owner tls_owner;
+}  // namespace
+
+scheduler& scheduler::current() {
+  scheduler* s = tls_scheduler;
+  if (s != nullptr) [[likely]] {
+    return *s;
+  }
+  s = new scheduler();
+  tls_scheduler = s;
+  tls_owner.s = s;
+  return *s;
+}
+
+scheduler* scheduler::current_if_any() { return tls_scheduler; }
+
+int64_t scheduler::now_ns() { return absl::ToUnixNanos(absl::Now()); }
+
+scheduler::scheduler() : reactor_(make_default_reactor()) {
+  root_ = new thread_state(this, /*root=*/true);
+  root_->state.store(thread_state::life::running, std::memory_order_relaxed);
+  on_fiber_created(root_);
+  running_ = root_;
+}
+
+scheduler::~scheduler() {
+  root_->release();
+  while (thread_state* t = run_pop()) (void)t;
+}
+
+void scheduler::shut_down_threads() {
+  // Kill every live green thread and let each unwind, oldest first.
+  while (all_head_ != nullptr) {
+    thread_state* t = all_head_;
+    while (t->all_next != nullptr) t = t->all_next;
+    request_kill(t);
+    t->add_ref();
+    while (!t->dead()) {
+      run_push(running_);
+      switch_to(pick_next());
+    }
+    t->release();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Spawning and the fiber entry point.
+
+void fiber_entry(void* from_ctx, thread_state* from) {
+  scheduler* s = tls_scheduler;
+  s->on_arrival(from_ctx, from);
+  thread_state* self = s->running_;
+  self->state.store(thread_state::life::running, std::memory_order_release);
+  if (!self->kill_requested.load(std::memory_order_acquire)) {
+    try {
+      self->fn();
+    } catch (const thread_killed&) {
+      // The thread was killed; its stack has been unwound.
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "rkt: uncaught exception in green thread: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "rkt: uncaught non-standard exception in green thread\n");
+    }
+  }
+  try {
+    // The captures' destructors may themselves sync.
+    self->fn = nullptr;
+  } catch (...) {
+  }
+  s->exit_running();
+}
+
+namespace {
+void fiber_main(ctx::transfer_t t) { fiber_entry(t.fctx, static_cast<thread_state*>(t.data)); }
+}  // namespace
+
+thread_state* scheduler::spawn(absl::AnyInvocable<void()> fn, std::size_t stack_size) {
+  fiber_stack stack = stacks_.acquire(stack_size);
+  if (stack.mapping == nullptr) {
+    throw std::system_error(errno, std::generic_category(), "rkt::thread: cannot map a stack");
+  }
+  auto* t = new thread_state(this, /*root=*/false);
+  t->add_ref();  // the scheduler's reference, dropped in reclaim()
+  t->stack = stack;
+  t->fn = std::move(fn);
+  t->ctx = ctx::make_fcontext(stack.top(), stack.usable_size(), &fiber_main);
+  on_fiber_created(t);
+  if (thread_state* parent = running_; parent != nullptr) t->custodian = parent->custodian;
+  t->all_next = all_head_;
+  if (all_head_ != nullptr) all_head_->all_prev = t;
+  all_head_ = t;
+  ++live_;
+  run_push(t);
+  return t;
+}
+
+// ---------------------------------------------------------------------------
+// Switching.
+
+void scheduler::switch_to(thread_state* next) {
+  thread_state* prev = running_;
+  if (next == prev) return;
+  running_ = next;
+  eh_globals* g = current_eh_globals();
+  prev->eh_caught = g->caught_exceptions;
+  prev->eh_uncaught = g->uncaught_exceptions;
+  g->caught_exceptions = next->eh_caught;
+  g->uncaught_exceptions = next->eh_uncaught;
+  before_switch(prev, next, /*dying=*/false);
+  ctx::transfer_t t = ctx::jump_fcontext(next->ctx, prev);
+  on_arrival(t.fctx, static_cast<thread_state*>(t.data));
+}
+
+// Runs on the thread that was just switched to.
+void scheduler::on_arrival(void* from_ctx, thread_state* from) {
+  after_switch(running_, from);
+  if (from->dead() && !from->is_root) {
+    reclaim(from);
+  } else {
+    from->ctx = from_ctx;
+  }
+}
+
+void scheduler::exit_running() {
+  thread_state* self = running_;
+  // Unlink first, so teardown and idle accounting no longer see it.
+  if (self->all_prev != nullptr) {
+    self->all_prev->all_next = self->all_next;
+  } else {
+    all_head_ = self->all_next;
+  }
+  if (self->all_next != nullptr) self->all_next->all_prev = self->all_prev;
+  --live_;
+  {
+    spinlock_guard g(self->mu);
+    self->state.store(thread_state::life::dead, std::memory_order_release);
+    while (waiter* w = self->dead_waiters.pop_front()) {
+      if (claim_waiter(*w)) complete_waiter_with<void>(*w);
+    }
+  }
+  thread_state* next = pick_next();
+  running_ = next;
+  eh_globals* g = current_eh_globals();
+  g->caught_exceptions = next->eh_caught;
+  g->uncaught_exceptions = next->eh_uncaught;
+  before_switch(self, next, /*dying=*/true);
+  ctx::jump_fcontext(next->ctx, self);
+  __builtin_unreachable();
+}
+
+void scheduler::reclaim(thread_state* dead) {
+  stacks_.release(dead->stack);
+  dead->stack = fiber_stack{};
+  on_fiber_destroyed(dead);
+  dead->release();
+}
+
+// ---------------------------------------------------------------------------
+// Run queue, inbox, parking.
+
+void scheduler::run_push(thread_state* t) {
+  t->run_next = nullptr;
+  if (run_tail_ != nullptr) {
+    run_tail_->run_next = t;
+  } else {
+    run_head_ = t;
+  }
+  run_tail_ = t;
+}
+
+thread_state* scheduler::run_pop() {
+  thread_state* t = run_head_;
+  if (t != nullptr) {
+    run_head_ = t->run_next;
+    if (run_head_ == nullptr) run_tail_ = nullptr;
+    t->run_next = nullptr;
+  }
+  return t;
+}
+
+void scheduler::make_runnable(thread_state* t) {
+  if (tls_scheduler == this) {
+    run_push(t);
+    return;
+  }
+  {
+    spinlock_guard g(inbox_lock_);
+    t->inbox_next = nullptr;
+    if (inbox_tail_ != nullptr) {
+      inbox_tail_->inbox_next = t;
+    } else {
+      inbox_head_ = t;
+    }
+    inbox_tail_ = t;
+    inbox_nonempty_.store(true, std::memory_order_seq_cst);
+  }
+  // Pairs with the store of sleeping_ before the reactor wait in pick_next:
+  // either that wait sees the inbox non-empty, or we see it sleeping.
+  if (sleeping_.load(std::memory_order_seq_cst)) reactor_->wake();
+}
+
+void scheduler::drain_inbox() {
+  thread_state* head;
+  {
+    spinlock_guard g(inbox_lock_);
+    head = inbox_head_;
+    inbox_head_ = inbox_tail_ = nullptr;
+    inbox_nonempty_.store(false, std::memory_order_relaxed);
+  }
+  while (head != nullptr) {
+    thread_state* next = head->inbox_next;
+    head->inbox_next = nullptr;
+    run_push(head);
+    head = next;
+  }
+}
+
+void scheduler::park() {
+  thread_state* self = running_;
+  uint32_t s = thread_state::kRunning;
+  if (!self->park_state.compare_exchange_strong(s, thread_state::kParked,
+                                                std::memory_order_acq_rel)) {
+    // An unpark came first; consume it.
+    self->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
+    return;
+  }
+  switch_to(pick_next());
+}
+
+void scheduler::yield() {
+  run_push(running_);
+  switch_to(pick_next());
+}
+
+void unpark(thread_state* t) {
+  uint32_t s = t->park_state.exchange(thread_state::kNotified, std::memory_order_acq_rel);
+  if (s == thread_state::kParked) {
+    t->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
+    t->sched->make_runnable(t);
+  }
+}
+
+owner_wake prepare_owner_wake(thread_state* owner) {
+  bool pinned = owner->sched != tls_scheduler;
+  if (pinned) owner->add_ref();
+  return owner_wake{owner, pinned};
+}
+
+void finish_owner_wake(owner_wake w) {
+  unpark(w.owner);
+  if (w.pinned) w.owner->release();
+}
+
+void request_kill(thread_state* t) {
+  t->kill_requested.store(true, std::memory_order_release);
+  unpark(t);
+}
+
+void throw_if_killed() {
+  scheduler* s = tls_scheduler;
+  if (s == nullptr) return;
+  thread_state* self = s->running();
+  if (self->kill_requested.load(std::memory_order_acquire) && std::uncaught_exceptions() == 0) {
+    throw thread_killed{};
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The idle loop.
+
+bool scheduler::fire_due_timers() {
+  if (timers_.empty()) return false;
+  int64_t now = now_ns();
+  bool fired = false;
+  while (timer_node* n = timers_.pop_due(now)) {
+    n->fire(n);
+    fired = true;
+  }
+  return fired;
+}
+
+void scheduler::fire_idle_waiters() {
+  while (waiter* w = idle_waiters_.pop_front()) {
+    if (claim_waiter(*w)) complete_waiter_with<void>(*w);
+  }
+}
+
+int scheduler::poll_io(int64_t timeout_ns) {
+  return reactor_->wait(timeout_ns, [](io_source* src, uint32_t events) {
+    on_io_ready(src, events);
+  });
+}
+
+int scheduler::add_io(io_source* src) {
+  if (src == nullptr) return 0;
+  int rc = reactor_->add(src);
+  if (rc == 0) ++io_sources_;
+  return rc;
+}
+
+void scheduler::remove_io(io_source* src) {
+  if (src == nullptr || src->removed) return;
+  reactor_->remove(src);
+  --io_sources_;
+}
+
+thread_state* scheduler::pick_next() {
+  for (;;) {
+    ++tick_;
+    if (inbox_nonempty_.load(std::memory_order_acquire)) drain_inbox();
+    if (run_head_ != nullptr) {
+      if (tick_ % kFairnessTicks == 0) {
+        fire_due_timers();
+        if (io_sources_ != 0) poll_io(0);
+      }
+      return run_pop();
+    }
+    // Nothing runnable: look at everything without blocking.
+    fire_due_timers();
+    if (io_sources_ != 0) poll_io(0);
+    if (inbox_nonempty_.load(std::memory_order_acquire)) drain_inbox();
+    if (run_head_ != nullptr) return run_pop();
+    // Every green thread is blocked: the system is idle.
+    if (!idle_waiters_.empty()) {
+      fire_idle_waiters();
+      if (run_head_ != nullptr) return run_pop();
+    }
+    int64_t timeout = -1;
+    if (!timers_.empty()) {
+      timeout = timers_.next_deadline() - now_ns();
+      if (timeout < 0) timeout = 0;
+    }
+    sleeping_.store(true, std::memory_order_seq_cst);
+    if (!inbox_nonempty_.load(std::memory_order_seq_cst)) poll_io(timeout);
+    sleeping_.store(false, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace rkt::internal

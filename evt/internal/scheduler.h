@@ -1,0 +1,204 @@
+// The per-OS-thread scheduler of green threads, and each green thread's
+// state (thread_state).
+//
+// Every OS thread that syncs gets a scheduler on first use; the context the
+// OS thread was already running (its main, say) becomes the scheduler's root
+// green thread. A green thread stays on the scheduler that spawned it.
+// Switching is direct, fiber to fiber (Boost.Context fcontext): a thread
+// that parks picks the next runnable thread itself and, when there is none,
+// runs the idle loop (timers, reactor, cross-thread inbox) on its own stack.
+//
+// Parking protocol (park_state): a thread parks by moving running ->
+// parked and switching away; unpark() moves it to notified and, if it was
+// parked, makes it runnable. An unpark that arrives before the park leaves
+// `notified`, and the next park returns at once. Callers therefore re-check
+// their condition after park() returns (wakeups may be spurious).
+//
+// Invariants:
+//   - run queue, timers, idle waiters, the all-threads list and every
+//     thread_state field marked "owner" are used on the owning OS thread only.
+//   - The inbox (threads made runnable from other OS threads) is under
+//     inbox_lock_, a leaf lock.
+//   - A thread_state is freed when its last reference goes: the scheduler
+//     holds one from spawn until the dead thread's stack is reclaimed, each
+//     rkt::thread handle holds one.
+#ifndef RKT_EVT_INTERNAL_SCHEDULER_H_
+#define RKT_EVT_INTERNAL_SCHEDULER_H_
+
+#include <any>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+#include "evt/evt_impl.h"
+#include "evt/internal/spinlock.h"
+#include "evt/internal/stack_pool.h"
+#include "evt/internal/timer_heap.h"
+#include "evt/reactor.h"
+
+namespace rkt::internal {
+
+class scheduler;
+
+class thread_state {
+ public:
+  enum class life : uint8_t { fresh, running, dead };
+  static constexpr uint32_t kRunning = 0;
+  static constexpr uint32_t kNotified = 1;
+  static constexpr uint32_t kParked = 2;
+
+  thread_state(scheduler* s, bool root) : sched(s), is_root(root) {}
+  thread_state(const thread_state&) = delete;
+  thread_state& operator=(const thread_state&) = delete;
+
+  void add_ref() { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  bool dead() const { return state.load(std::memory_order_acquire) == life::dead; }
+
+  scheduler* const sched;
+  const bool is_root;
+
+  // Fiber (owner).
+  void* ctx = nullptr;  // fcontext_t of a suspended thread
+  fiber_stack stack;
+  absl::AnyInvocable<void()> fn;
+  // Sanitizer bookkeeping (owner).
+  void* asan_fake_stack = nullptr;
+  const void* asan_bottom = nullptr;
+  std::size_t asan_size = 0;
+  void* tsan_fiber = nullptr;
+  // This thread's C++ exception-handling globals while it is switched out.
+  void* eh_caught = nullptr;
+  unsigned int eh_uncaught = 0;
+
+  std::atomic<uint32_t> park_state{kRunning};
+  std::atomic<bool> kill_requested{false};
+  std::atomic<life> state{life::fresh};
+
+  // Run-queue and all-threads links (owner); inbox link (inbox lock).
+  thread_state* run_next = nullptr;
+  thread_state* inbox_next = nullptr;
+  thread_state* all_prev = nullptr;
+  thread_state* all_next = nullptr;
+
+  // Protects dead_waiters and the mailbox. Leaf lock (only claim/complete
+  // and wakeups run under it).
+  spinlock mu;
+  waiter_list dead_waiters;
+  std::deque<std::any> mailbox;
+  waiter_list mailbox_waiters;
+
+  // Per-thread slot for the current custodian (custodian/ owns its meaning;
+  // the core only copies it from parent to child at spawn).
+  std::shared_ptr<void> custodian;
+
+ private:
+  ~thread_state() = default;
+  std::atomic<int32_t> refs_{1};
+};
+
+class scheduler {
+ public:
+  // The calling OS thread's scheduler, created on first use.
+  static scheduler& current();
+  // nullptr when the calling OS thread has none yet.
+  static scheduler* current_if_any();
+
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  thread_state* running() const { return running_; }
+  reactor& io() { return *reactor_; }
+
+  // Creates a runnable green thread. Returns a new reference for the handle.
+  // Throws std::bad_alloc (or std::system_error) when no stack can be had.
+  thread_state* spawn(absl::AnyInvocable<void()> fn, std::size_t stack_size = 0);
+
+  // Makes a parked thread of this scheduler runnable. Any OS thread.
+  void make_runnable(thread_state* t);
+
+  // Requires: called by the running thread. Parks it (see the protocol).
+  void park();
+  // Requires: called by the running thread. Lets the others run first.
+  void yield();
+
+  void add_timer(timer_node* n) { timers_.push(n); }
+  void remove_timer(timer_node* n) { timers_.remove(n); }
+
+  // system_idle_evt's waiters (owner).
+  void add_idle_waiter(waiter* w) { idle_waiters_.push_back(w); }
+  void remove_idle_waiter(waiter* w) { idle_waiters_.remove(w); }
+
+  // Registers an fd source with the reactor; dispatch goes to
+  // on_io_ready(). Returns 0 or errno.
+  int add_io(io_source* src);
+  void remove_io(io_source* src);
+
+  // Number of live (not yet dead) green threads, root excluded.
+  std::size_t live_threads() const { return live_; }
+
+  static int64_t now_ns();
+
+ private:
+  friend void fiber_entry(void* from_ctx, thread_state* from);
+  scheduler();
+  ~scheduler();
+  friend struct scheduler_owner;
+
+  thread_state* pick_next();
+  void switch_to(thread_state* next);
+  [[noreturn]] void exit_running();
+  void on_arrival(void* from_ctx, thread_state* from);
+  void reclaim(thread_state* dead);
+  void run_push(thread_state* t);
+  thread_state* run_pop();
+  void drain_inbox();
+  bool fire_due_timers();
+  void fire_idle_waiters();
+  int poll_io(int64_t timeout_ns);
+  void shut_down_threads();
+
+  thread_state* root_;
+  thread_state* running_;
+  thread_state* run_head_ = nullptr;
+  thread_state* run_tail_ = nullptr;
+  thread_state* all_head_ = nullptr;
+  std::size_t live_ = 0;
+  uint32_t tick_ = 0;
+  std::size_t io_sources_ = 0;
+
+  spinlock inbox_lock_;
+  thread_state* inbox_head_ = nullptr;  // guarded by inbox_lock_
+  thread_state* inbox_tail_ = nullptr;  // guarded by inbox_lock_
+  std::atomic<bool> inbox_nonempty_{false};
+  std::atomic<bool> sleeping_{false};
+
+  timer_heap timers_;
+  waiter_list idle_waiters_;
+  stack_pool stacks_;
+  std::unique_ptr<reactor> reactor_;
+};
+
+// Wakes a thread parked by scheduler::park(). Any OS thread.
+void unpark(thread_state* t);
+
+// Asks `t` to die: it unwinds from its next switch point with thread_killed.
+// Any OS thread. Does not wait.
+void request_kill(thread_state* t);
+
+// Throws thread_killed if the running thread was asked to die and is not
+// already unwinding (a destructor run by the kill may still sync).
+void throw_if_killed();
+
+// Called by the reactor dispatch for each ready source; defined with the fd
+// events (io_handle.cc).
+void on_io_ready(io_source* src, uint32_t events);
+
+}  // namespace rkt::internal
+
+#endif  // RKT_EVT_INTERNAL_SCHEDULER_H_

@@ -1,0 +1,105 @@
+// io_handle: readiness bits with a report sequence, and the fd events.
+#include "evt/io_handle.h"
+
+#include "evt/internal/scheduler.h"
+
+namespace rkt {
+
+// An fd event for one direction; keeps the handle alive.
+class io_handle::dir_evt final : public base_evt<void> {
+ public:
+  dir_evt(io_handle* h, uint32_t dir) : h_(h), dir_(dir) {}
+
+  bool try_sync(self_ref& self) override { return ready() && self.commit<void>(); }
+  void arm(waiter& w) override {
+    internal::spinlock_guard g(h_->mu_);
+    if (ready()) {
+      self_ref self(w);
+      self.commit<void>();
+      return;
+    }
+    list().push_back(&w);
+  }
+  void disarm(waiter& w) noexcept override {
+    internal::spinlock_guard g(h_->mu_);
+    list().remove(&w);
+  }
+  const char* name() const override {
+    return dir_ == internal::kReadable ? "fd-readable-evt" : "fd-writable-evt";
+  }
+
+ private:
+  bool ready() const {
+    return (bits(h_->readiness()) & (dir_ | internal::kError | kClosed)) != 0;
+  }
+  waiter_list& list() { return dir_ == internal::kReadable ? h_->readers_ : h_->writers_; }
+
+  const node_ref<io_handle> h_;
+  const uint32_t dir_;
+};
+
+io_handle::io_handle(int fd)
+    : internal::io_source(fd), sched_(&internal::scheduler::current()) {
+  error_ = sched_->add_io(this);
+  if (error_ != 0) state_.store(kClosed, std::memory_order_relaxed);
+}
+
+node_ref<io_handle> io_handle::create(int fd) { return node_ref<io_handle>(new io_handle(fd)); }
+
+io_handle::~io_handle() { close(); }
+
+void io_handle::consume(uint64_t seen, uint32_t dirs) {
+  uint64_t cur = state_.load(std::memory_order_acquire);
+  for (;;) {
+    if ((cur >> 8) != (seen >> 8)) return;  // a newer report: keep it
+    uint64_t next = cur & ~static_cast<uint64_t>(dirs);
+    if (state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) break;
+  }
+  if (error_ == 0) sched_->io().rearm(this, dirs);
+}
+
+void io_handle::on_ready(uint32_t events) {
+  uint64_t cur = state_.load(std::memory_order_relaxed);
+  uint64_t next;
+  do {
+    next = (((cur >> 8) + 1) << 8) | ((cur | events) & 0xff);
+  } while (!state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel));
+  wake(events);
+}
+
+void io_handle::wake(uint32_t events) {
+  const bool all = (events & (internal::kError | kClosed)) != 0;
+  internal::spinlock_guard g(mu_);
+  if (all || (events & (internal::kReadable | internal::kHangup)) != 0) {
+    while (waiter* w = readers_.pop_front()) {
+      if (claim_waiter(*w)) complete_waiter_with<void>(*w);
+    }
+  }
+  if (all || (events & internal::kWritable) != 0) {
+    while (waiter* w = writers_.pop_front()) {
+      if (claim_waiter(*w)) complete_waiter_with<void>(*w);
+    }
+  }
+}
+
+void io_handle::close() {
+  if (closed()) return;
+  on_ready(kClosed);
+  if (error_ == 0) sched_->remove_io(this);
+}
+
+evt<void> io_handle::readable_evt() {
+  return evt<void>(make_node<dir_evt>(this, internal::kReadable));
+}
+evt<void> io_handle::writable_evt() {
+  return evt<void>(make_node<dir_evt>(this, internal::kWritable));
+}
+
+namespace internal {
+
+void on_io_ready(io_source* src, uint32_t events) {
+  static_cast<io_handle*>(src)->on_ready(events);
+}
+
+}  // namespace internal
+}  // namespace rkt

@@ -1,0 +1,97 @@
+// io_handle: the scheduler-side state of one file descriptor (Go's
+// pollDesc): registered once with the reactor of the scheduler that created
+// it, it remembers which directions the kernel reported ready and keeps the
+// waiters of the fd events (readable_evt, writable_evt). Ports and sockets
+// are built on it.
+//
+// Readiness protocol, for a reader (a writer is the same with kWritable):
+//   uint64_t seen = h.readiness();
+//   ssize_t n = read(h.fd, ...);
+//   if (n < 0 && errno == EAGAIN) { h.consume(seen, kReadable); sync(h.readable_evt()); }
+// consume() clears the bit only if no readiness report arrived since
+// `seen`, so an edge that lands between the read and the clear is not lost
+// (tokio's readiness tick).
+//
+// Invariants:
+//   - state_ = (report sequence << 8) | ready bits; bits only grow between
+//     two consume() calls.
+//   - close() and the reactor registration run on the owning OS thread;
+//     readiness, consume and the events work from any OS thread.
+//   - Each fd event holds a reference on the handle.
+//   - After close(), every event of the handle is ready (callers then see
+//     the closed resource and report it); the fd itself belongs to the caller.
+#ifndef RKT_EVT_IO_HANDLE_H_
+#define RKT_EVT_IO_HANDLE_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "evt/evt.h"
+#include "evt/internal/spinlock.h"
+#include "evt/reactor.h"
+
+namespace rkt {
+namespace internal {
+class scheduler;
+}  // namespace internal
+
+class io_handle final : public internal::io_source {
+ public:
+  static constexpr uint32_t kClosed = 1u << 4;
+
+  // Registers `fd` (already non-blocking) with the calling OS thread's
+  // reactor. Check error(): 0, or the errno of the registration.
+  static node_ref<io_handle> create(int fd);
+  io_handle(const io_handle&) = delete;
+  io_handle& operator=(const io_handle&) = delete;
+
+  // Reference counting for node_ref<io_handle>. The last reference closes
+  // the handle (not the fd) and must be dropped on the owning OS thread
+  // unless close() ran there first.
+  void add_ref() const { refs_.fetch_add(1, std::memory_order_relaxed); }
+  void release() const {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  int error() const { return error_; }
+
+  uint64_t readiness() const { return state_.load(std::memory_order_acquire); }
+  static uint32_t bits(uint64_t readiness) { return static_cast<uint32_t>(readiness & 0xff); }
+
+  // The caller saw EAGAIN for `dirs` after reading readiness() == seen.
+  void consume(uint64_t seen, uint32_t dirs);
+
+  // Ready when the fd is readable (or at EOF, in error, or the handle is
+  // closed); the result is void.
+  evt<void> readable_evt();
+  // Ready when the fd is writable (or in error, or the handle is closed).
+  evt<void> writable_evt();
+
+  // Wakes every waiter and unregisters the fd. Idempotent. Requires: the
+  // owning OS thread.
+  void close();
+  bool closed() const { return (bits(readiness()) & kClosed) != 0; }
+
+  // Called by the reactor dispatch on the owning OS thread.
+  void on_ready(uint32_t events);
+
+  // The per-direction event; public for the event class only.
+  class dir_evt;
+
+ private:
+  explicit io_handle(int fd);
+  ~io_handle();
+  void wake(uint32_t dirs);
+
+  mutable std::atomic<uint32_t> refs_{0};
+  internal::scheduler* const sched_;
+  int error_ = 0;
+  std::atomic<uint64_t> state_{0};
+  internal::spinlock mu_;
+  waiter_list readers_;  // guarded by mu_
+  waiter_list writers_;  // guarded by mu_
+};
+
+}  // namespace rkt
+
+#endif  // RKT_EVT_IO_HANDLE_H_

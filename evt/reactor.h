@@ -1,0 +1,94 @@
+// The reactor contract: how a scheduler waits for file-descriptor readiness.
+//
+// One reactor belongs to one scheduler (one OS thread). Backends live in
+// evt/internal/reactor_<name>.cc, one per file: epoll (the default on Linux)
+// and poll(2) (selected with `--define rkt_reactor=poll`, and always available
+// through make_poll_reactor() so that tests can run against both).
+//
+// Readiness is edge-triggered from the caller's point of view: after a
+// direction has been reported, the backend reports it again only once the
+// caller has said, through rearm(), that it consumed the readiness (a read or
+// write returned EAGAIN). epoll gets that for free with EPOLLET; the poll(2)
+// backend emulates it by polling only the directions in io_source::want.
+//
+// Invariants:
+//   - add() is called once per descriptor, before any wait() may report it;
+//     remove() is called before the descriptor is closed.
+//   - A source removed while wait() is dispatching is never reported again,
+//     not even from the batch already read from the kernel; its memory must
+//     stay valid until that wait() returns (the scheduler defers the free).
+//   - wait(), add(), remove() run on the owning OS thread only; wake() and
+//     rearm() may be called from any OS thread.
+#ifndef RKT_EVT_REACTOR_H_
+#define RKT_EVT_REACTOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/function_ref.h"
+
+namespace rkt::internal {
+
+// Readiness bits reported by wait().
+enum io_events : uint32_t {
+  kReadable = 1u << 0,
+  kWritable = 1u << 1,
+  kHangup = 1u << 2,  // peer closed, or EPOLLRDHUP/POLLHUP: reads will see EOF
+  kError = 1u << 3,   // EPOLLERR/POLLERR/POLLNVAL: the next call reports it
+};
+
+// One watched descriptor. The scheduler embeds this in its per-fd state.
+struct io_source {
+  explicit io_source(int fd_in) : fd(fd_in) {}
+  io_source(const io_source&) = delete;
+  io_source& operator=(const io_source&) = delete;
+
+  const int fd;
+  // Directions (kReadable|kWritable) the caller has not seen ready since its
+  // last rearm(). Backends that are not edge-triggered poll only these.
+  std::atomic<uint32_t> want{kReadable | kWritable};
+  // Set by remove(); a removed source is never reported again.
+  bool removed = false;
+  // Backend-private slot (the poll backend keeps its table index here).
+  int backend_slot = -1;
+};
+
+class reactor {
+ public:
+  virtual ~reactor() = default;
+
+  // "epoll" or "poll".
+  virtual const char* name() const = 0;
+
+  // Starts watching src->fd for read and write readiness. Returns 0, or the
+  // errno of the failure (the source is then not registered).
+  virtual int add(io_source* src) = 0;
+
+  // Stops watching; call before closing the descriptor. Idempotent.
+  virtual void remove(io_source* src) = 0;
+
+  // Waits until a watched direction becomes ready, wake() is called, or
+  // timeout_ns passes (negative: no timeout; zero: do not block), then calls
+  // on_event(src, events) for each ready source. Returns the number of
+  // on_event calls, or -errno on failure. EINTR returns 0.
+  virtual int wait(int64_t timeout_ns,
+                   absl::FunctionRef<void(io_source*, uint32_t)> on_event) = 0;
+
+  // Makes the current or the next wait() return promptly. Any OS thread.
+  virtual void wake() = 0;
+
+  // The caller consumed the readiness of `dirs` (it saw EAGAIN): report those
+  // directions again when they become ready. Any OS thread; a backend that
+  // needs it wakes a wait() in progress so that it sees the new interest.
+  virtual void rearm(io_source* src, uint32_t dirs) = 0;
+};
+
+std::unique_ptr<reactor> make_epoll_reactor();
+std::unique_ptr<reactor> make_poll_reactor();
+// The build's default backend: epoll unless built with --define rkt_reactor=poll.
+std::unique_ptr<reactor> make_default_reactor();
+
+}  // namespace rkt::internal
+
+#endif  // RKT_EVT_REACTOR_H_
