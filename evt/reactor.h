@@ -6,10 +6,15 @@
 // through make_poll_reactor() so that tests can run against both).
 //
 // Readiness is edge-triggered from the caller's point of view: after a
-// direction has been reported, the backend reports it again only once the
-// caller has said, through rearm(), that it consumed the readiness (a read or
-// write returned EAGAIN). epoll gets that for free with EPOLLET; the poll(2)
-// backend emulates it by polling only the directions in io_source::want.
+// direction has been reported, the backend is only obliged to report it again
+// once the caller has said, through rearm(), that it consumed the readiness
+// (a read or write returned EAGAIN). It may report it again earlier (epoll
+// with EPOLLET does, on every new arrival), so callers treat a report as a
+// hint and tolerate repeats. The poll(2) backend emulates edge triggering by
+// polling only the directions in io_source::want.
+//
+// The RKT_REACTOR environment variable (poll or epoll) overrides the build's
+// default backend at run time.
 //
 // Invariants:
 //   - add() is called once per descriptor, before any wait() may report it;
@@ -84,6 +89,7 @@ class reactor {
   virtual void rearm(io_source* src, uint32_t dirs) = 0;
 };
 
+// nullptr, with errno set, when the kernel refuses a descriptor.
 std::unique_ptr<reactor> make_epoll_reactor();
 std::unique_ptr<reactor> make_poll_reactor();
 // The build's default backend: epoll unless built with --define rkt_reactor=poll.

@@ -79,10 +79,12 @@ class result_slot {
   }
 
   void reset() {
-    if (destroy_ != nullptr) destroy_(*this);
-    destroy_ = nullptr;
-    ptr_ = nullptr;
-    error_ = nullptr;
+    if (destroy_ != nullptr) {
+      destroy_(*this);
+      destroy_ = nullptr;
+      ptr_ = nullptr;
+    }
+    if (state_ == state::exception) error_ = nullptr;
     state_ = state::empty;
   }
 

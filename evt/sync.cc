@@ -99,6 +99,60 @@ void on_deadline(timer_node* n) {
   finish_owner_wake(wake);
 }
 
+// Parks the running thread until `op` is synced (or its deadline passes,
+// which syncs it with kTimedOut). Returns false, with the op abandoned, when
+// the thread is asked to die instead.
+bool wait_for_commit(scheduler& sched, sync_op& op, int64_t deadline_ns) {
+  timer_node deadline;
+  if (deadline_ns != INT64_MAX) {
+    deadline.deadline_ns = deadline_ns;
+    deadline.fire = &on_deadline;
+    deadline.context = &op;
+    sched.add_timer(&deadline);
+  }
+  thread_state* self = sched.running();
+  bool committed = true;
+  while (!op.synced()) {
+    if (self->kill_requested.load(std::memory_order_acquire) &&
+        std::uncaught_exceptions() == 0) {
+      if (op.claim()) op.publish(sync_op::kAbandoned);
+      committed = false;
+      break;
+    }
+    sched.park();
+  }
+  sched.remove_timer(&deadline);
+  return committed;
+}
+
+// One base event, no combinators: the common case (channel get and put,
+// semaphore wait, sleep, thread wait) without the frame's arena.
+bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode, int64_t deadline_ns,
+              result_slot& slot) {
+  sync_op op(&slot, sched.running());
+  self_ref self(op, 0);
+  if (!e.try_sync(self)) {
+    if (mode == sync_mode::poll) return false;
+    waiter w;
+    w.op = &op;
+    w.leaf = 0;
+    bool committed;
+    try {
+      e.arm(w);
+      committed = op.synced() ||
+                  wait_for_commit(sched, op, mode == sync_mode::deadline ? deadline_ns : INT64_MAX);
+    } catch (...) {
+      e.disarm(w);
+      throw;
+    }
+    e.disarm(w);
+    if (!committed) throw thread_killed{};
+    if (op.chosen() == sync_op::kTimedOut) return false;
+  }
+  slot.rethrow_if_exception();
+  return true;
+}
+
 class sync_frame {
  public:
   sync_frame(scheduler& sched, sync_op& op, bool is_poll)
@@ -188,27 +242,7 @@ class sync_frame {
       l.armed = true;
       l.impl->arm(l.w);
     }
-    bool killed = false;
-    if (!op_.synced()) {
-      timer_node deadline;
-      if (deadline_ns != INT64_MAX) {
-        deadline.deadline_ns = deadline_ns;
-        deadline.fire = &on_deadline;
-        deadline.context = &op_;
-        sched_.add_timer(&deadline);
-      }
-      thread_state* self = sched_.running();
-      while (!op_.synced()) {
-        if (self->kill_requested.load(std::memory_order_acquire) &&
-            std::uncaught_exceptions() == 0) {
-          if (op_.claim()) op_.publish(sync_op::kAbandoned);
-          killed = true;
-          break;
-        }
-        sched_.park();
-      }
-      sched_.remove_timer(&deadline);
-    }
+    bool killed = !op_.synced() && !wait_for_commit(sched_, op_, deadline_ns);
     disarm_all();
     if (killed) throw thread_killed{};
     return op_.chosen();
@@ -319,6 +353,10 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
                 int64_t deadline_ns, result_slot& slot, handle_chain& handles) {
   scheduler& sched = scheduler::current();
   throw_if_killed();
+  if (count == 1 && roots[0]->node_kind() == evt_node::kind::base) {
+    auto* e = const_cast<evt_impl*>(static_cast<const evt_impl*>(roots[0]));
+    return sync_one(sched, *e, mode, deadline_ns, slot);
+  }
   sync_op op(&slot, sched.running());
   sync_frame frame(sched, op, mode == sync_mode::poll);
   for (std::size_t i = 0; i < count; ++i) frame.flatten(roots[i], nullptr, nullptr);

@@ -8,6 +8,8 @@
 #include <boost/context/detail/fcontext.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <system_error>
@@ -20,6 +22,8 @@
 namespace rkt::internal {
 namespace ctx = boost::context::detail;
 
+constinit thread_local scheduler* tls_scheduler = nullptr;
+
 namespace {
 
 // The Itanium C++ ABI's per-thread exception globals. A green thread that
@@ -30,11 +34,10 @@ struct eh_globals {
   unsigned int uncaught_exceptions;
 };
 
+// Per OS thread, so each scheduler looks it up once.
 eh_globals* current_eh_globals() {
   return reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
 }
-
-constinit thread_local scheduler* tls_scheduler = nullptr;
 
 // How many picks pass between two non-blocking looks at timers and the
 // reactor while the run queue never empties.
@@ -62,22 +65,21 @@ namespace {
 thread_local scheduler_owner tls_owner;
 }  // namespace
 
-scheduler& scheduler::current() {
-  scheduler* s = tls_scheduler;
-  if (s != nullptr) [[likely]] {
-    return *s;
-  }
-  s = new scheduler();
+scheduler& scheduler::create_for_this_thread() {
+  auto* s = new scheduler();
   tls_scheduler = s;
   tls_owner.s = s;
   return *s;
 }
 
-scheduler* scheduler::current_if_any() { return tls_scheduler; }
-
 int64_t scheduler::now_ns() { return absl::ToUnixNanos(absl::Now()); }
 
-scheduler::scheduler() : reactor_(make_default_reactor()) {
+scheduler::scheduler() : eh_(current_eh_globals()), reactor_(make_default_reactor()) {
+  if (reactor_ == nullptr) {
+    // Without a reactor nothing can ever block; there is no way on.
+    std::fprintf(stderr, "rkt: cannot create the reactor: %s\n", std::strerror(errno));
+    std::abort();
+  }
   root_ = new thread_state(this, /*root=*/true);
   root_->state.store(thread_state::life::running, std::memory_order_relaxed);
   on_fiber_created(root_);
@@ -162,7 +164,7 @@ void scheduler::switch_to(thread_state* next) {
   thread_state* prev = running_;
   if (next == prev) return;
   running_ = next;
-  eh_globals* g = current_eh_globals();
+  auto* g = static_cast<eh_globals*>(eh_);
   prev->eh_caught = g->caught_exceptions;
   prev->eh_uncaught = g->uncaught_exceptions;
   g->caught_exceptions = next->eh_caught;
@@ -201,7 +203,7 @@ void scheduler::exit_running() {
   }
   thread_state* next = pick_next();
   running_ = next;
-  eh_globals* g = current_eh_globals();
+  auto* g = static_cast<eh_globals*>(eh_);
   g->caught_exceptions = next->eh_caught;
   g->uncaught_exceptions = next->eh_uncaught;
   before_switch(self, next, /*dying=*/true);

@@ -102,12 +102,21 @@ class thread_state {
   std::atomic<int32_t> refs_{1};
 };
 
+// The calling OS thread's scheduler, or nullptr before its first use.
+extern constinit thread_local scheduler* tls_scheduler;
+
 class scheduler {
  public:
   // The calling OS thread's scheduler, created on first use.
-  static scheduler& current();
+  static scheduler& current() {
+    scheduler* s = tls_scheduler;
+    if (s != nullptr) [[likely]] {
+      return *s;
+    }
+    return create_for_this_thread();
+  }
   // nullptr when the calling OS thread has none yet.
-  static scheduler* current_if_any();
+  static scheduler* current_if_any() { return tls_scheduler; }
 
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
@@ -149,6 +158,7 @@ class scheduler {
   scheduler();
   ~scheduler();
   friend struct scheduler_owner;
+  static scheduler& create_for_this_thread();
 
   thread_state* pick_next();
   void switch_to(thread_state* next);
@@ -163,6 +173,7 @@ class scheduler {
   int poll_io(int64_t timeout_ns);
   void shut_down_threads();
 
+  void* const eh_;  // this OS thread's C++ exception globals
   thread_state* root_;
   thread_state* running_;
   thread_state* run_head_ = nullptr;

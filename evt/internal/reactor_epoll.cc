@@ -1,0 +1,197 @@
+// The epoll(7) reactor backend: make_epoll_reactor(), the default on Linux.
+//
+// The contract is in evt/reactor.h. Each descriptor is registered once,
+// edge-triggered, for EPOLLIN|EPOLLOUT|EPOLLRDHUP with the io_source pointer as
+// its epoll data, so readiness costs no epoll_ctl after add(). Cross-thread
+// wake-ups go through an eventfd(2) watched by the same epoll instance.
+//
+// Invariants:
+//   - src->backend_slot is 0 while src is registered with epfd_, -1 otherwise.
+//   - wake_pending_ is true from the wake() that wrote the eventfd until the
+//     wait() that drained it; while it is true no other wake() writes.
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <climits>
+#include <cstdint>
+#include <memory>
+#include <new>
+
+#include "evt/reactor.h"
+
+namespace rkt::internal {
+namespace {
+
+// Events read per wait(). When more are ready, the next epoll_wait() goes on
+// round robin through the ready set (epoll_wait(2)), so none starves.
+constexpr int kMaxEvents = 256;
+
+// Readiness bits for an epoll event mask. EPOLLERR wakes both directions so
+// that whoever is parked retries its call and sees the error; EPOLLHUP wakes
+// writers too, since a write after the peer is gone fails (EPIPE) instead of
+// blocking.
+uint32_t to_io_events(uint32_t ev) {
+  uint32_t out = 0;
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) out |= kReadable;
+  if (ev & (EPOLLRDHUP | EPOLLHUP)) out |= kHangup;
+  if (ev & (EPOLLOUT | EPOLLHUP)) out |= kWritable;
+  if (ev & EPOLLERR) out |= kError | kReadable | kWritable;
+  return out;
+}
+
+class epoll_reactor final : public reactor {
+ public:
+  epoll_reactor(int epfd, int wake_fd) : epfd_(epfd), wake_fd_(wake_fd) {}
+  ~epoll_reactor() override {
+    close(wake_fd_);
+    close(epfd_);
+  }
+
+  const char* name() const override { return "epoll"; }
+
+  int add(io_source* src) override {
+    if (src->backend_slot >= 0) return EEXIST;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = src;
+    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, src->fd, &ev) != 0) return errno;
+    src->backend_slot = 0;
+    src->removed = false;
+    return 0;
+  }
+
+  void remove(io_source* src) override {
+    src->removed = true;
+    if (src->backend_slot < 0) return;
+    src->backend_slot = -1;
+    // close() alone would not do: the registration belongs to the open file
+    // description and outlives the fd while a dup() or a forked child holds
+    // it (epoll(7), Q6), so events naming src could keep coming. EBADF and
+    // ENOENT mean the caller closed the fd first; with no other reference
+    // the kernel has already dropped the registration.
+    epoll_event unused{};  // non-null for kernels before 2.6.9 (epoll_ctl(2), BUGS)
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, src->fd, &unused);
+  }
+
+  int wait(int64_t timeout_ns,
+           absl::FunctionRef<void(io_source*, uint32_t)> on_event) override {
+    int n = epoll_wait_ns(timeout_ns);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    int delivered = 0;
+    for (int i = 0; i < n; ++i) {
+      auto* src = static_cast<io_source*>(events_[i].data.ptr);
+      if (src == nullptr) {
+        drain_wake();
+        continue;
+      }
+      // Checked per event, not per batch: on_event may remove a source whose
+      // event is later in this batch (reactor.h, Invariants).
+      if (src->removed) continue;
+      on_event(src, to_io_events(events_[i].events));
+      ++delivered;
+    }
+    return delivered;
+  }
+
+  void wake() override {
+    // An RMW, not a load: a load could read a stale `true` after the owner
+    // has drained the eventfd and the wake would be lost. Release pairs with
+    // the acquire in drain_wake(), so what the caller published before wake()
+    // is visible once wait() returns, even when this call writes nothing.
+    if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+    const uint64_t one = 1;
+    while (write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+
+  // EPOLLET reports every new readiness transition (epoll(7), "Level-triggered
+  // and edge-triggered"). The caller rearms only after EAGAIN, that is after
+  // the kernel saw the direction become not ready, so the next transition is
+  // reported without any call here. io_source::want is not consulted: in
+  // practice each wake-up of the file's wait queue (each pipe write, a peer's
+  // read) reports the whole current mask again, also before any rearm(), and
+  // dropping those reports by want would lose the ones a rearm() needs.
+  void rearm(io_source*, uint32_t) override {}
+
+ private:
+  // epoll_pwait2 (Linux 5.11, glibc 2.35) takes a timespec; epoll_wait takes
+  // milliseconds, rounded up so that a wait never ends before its deadline.
+  int epoll_wait_ns(int64_t timeout_ns) {
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 35)
+    if (have_pwait2_) {
+      timespec ts{};
+      timespec* tsp = nullptr;
+      if (timeout_ns >= 0) {
+        ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
+        tsp = &ts;
+      }
+      int n = epoll_pwait2(epfd_, events_, kMaxEvents, tsp, nullptr);
+      if (n >= 0 || errno != ENOSYS) return n;
+      have_pwait2_ = false;
+    }
+#endif
+    int timeout_ms = -1;
+    if (timeout_ns >= 0) {
+      int64_t ms = timeout_ns / 1'000'000 + (timeout_ns % 1'000'000 != 0);
+      timeout_ms = ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+    }
+    return epoll_wait(epfd_, events_, kMaxEvents, timeout_ms);
+  }
+
+  // Runs on the owner when the eventfd is reported. The eventfd is watched
+  // level-triggered, so a value left unread would only cause another return.
+  void drain_wake() {
+    uint64_t value;
+    while (read(wake_fd_, &value, sizeof value) < 0 && errno == EINTR) {
+    }
+    // After the read: clearing first would let a wake() that lands between
+    // the two be swallowed by the read while the flag stays set, and no later
+    // wake() would write again.
+    wake_pending_.exchange(false, std::memory_order_acq_rel);
+  }
+
+  const int epfd_;
+  const int wake_fd_;
+  std::atomic<bool> wake_pending_{false};
+  bool have_pwait2_ = true;  // cleared on ENOSYS (kernel before 5.11)
+  epoll_event events_[kMaxEvents];
+};
+
+}  // namespace
+
+// Returns nullptr, with errno set, if a descriptor or the memory is refused.
+std::unique_ptr<reactor> make_epoll_reactor() {
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return nullptr;
+  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd < 0) {
+    int err = errno;
+    close(epfd);
+    errno = err;
+    return nullptr;
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // no io_source is null: marks the eventfd
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
+    int err = errno;
+    close(wake_fd);
+    close(epfd);
+    errno = err;
+    return nullptr;
+  }
+  auto* r = new (std::nothrow) epoll_reactor(epfd, wake_fd);
+  if (r == nullptr) {
+    close(wake_fd);
+    close(epfd);
+    errno = ENOMEM;
+  }
+  return std::unique_ptr<reactor>(r);
+}
+
+}  // namespace rkt::internal
