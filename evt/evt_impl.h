@@ -16,9 +16,11 @@
 //      self_ref(w) instead of waiting. Publishing and re-checking under one
 //      lock is what makes wakeups impossible to lose.
 //   3. disarm(w): after it returns, the source no longer refers to w.
-//      Called exactly once for every armed waiter when the sync ends (won,
-//      lost, timed out, killed or unwound by an exception). noexcept;
-//      cheap when w is already gone from the source.
+//      Called once for every armed waiter when the sync ends (lost, timed
+//      out, killed or unwound by an exception), except for the waiter whose
+//      commit ended it: a producer unlinks a waiter before committing it,
+//      so the winner needs no disarm. noexcept; cheap when w is already
+//      gone from the source.
 //
 // A producer (a put, a post, a timer, a readiness report) commits someone
 // else's waiting sync with claim_waiter(w) followed by complete_waiter(w).

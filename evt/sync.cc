@@ -145,7 +145,8 @@ bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode, int64_t deadline_ns
       e.disarm(w);
       throw;
     }
-    e.disarm(w);
+    // The commit that chose this leaf unlinked its waiter already.
+    if (!committed || op.chosen() != 0) e.disarm(w);
     if (!committed) throw thread_killed{};
     if (op.chosen() == sync_op::kTimedOut) return false;
   }
@@ -243,6 +244,8 @@ class sync_frame {
       l.impl->arm(l.w);
     }
     bool killed = !op_.synced() && !wait_for_commit(sched_, op_, deadline_ns);
+    // The commit that chose a leaf unlinked its waiter already.
+    if (!killed && op_.chosen() < n) leaves_[op_.chosen()].armed = false;
     disarm_all();
     if (killed) throw thread_killed{};
     return op_.chosen();
@@ -349,6 +352,9 @@ class sync_frame {
 
 }  // namespace
 
+bool sync_general(scheduler& sched, const evt_node* const* roots, std::size_t count,
+                  sync_mode mode, int64_t deadline_ns, result_slot& slot, handle_chain& handles);
+
 bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
                 int64_t deadline_ns, result_slot& slot, handle_chain& handles) {
   scheduler& sched = scheduler::current();
@@ -357,6 +363,13 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
     auto* e = const_cast<evt_impl*>(static_cast<const evt_impl*>(roots[0]));
     return sync_one(sched, *e, mode, deadline_ns, slot);
   }
+  return sync_general(sched, roots, count, mode, deadline_ns, slot, handles);
+}
+
+// Kept out of line so that the one-event path does not pay for the frame.
+[[gnu::noinline]] bool sync_general(scheduler& sched, const evt_node* const* roots,
+                                    std::size_t count, sync_mode mode, int64_t deadline_ns,
+                                    result_slot& slot, handle_chain& handles) {
   sync_op op(&slot, sched.running());
   sync_frame frame(sched, op, mode == sync_mode::poll);
   for (std::size_t i = 0; i < count; ++i) frame.flatten(roots[i], nullptr, nullptr);
