@@ -102,7 +102,8 @@ void on_deadline(timer_node* n) {
 // Parks the running thread until `op` is synced (or its deadline passes,
 // which syncs it with kTimedOut). Returns false, with the op abandoned, when
 // the thread is asked to die instead.
-bool wait_for_commit(scheduler& sched, sync_op& op, int64_t deadline_ns) {
+[[gnu::always_inline]] inline bool wait_for_commit(scheduler& sched, sync_op& op,
+                                                   int64_t deadline_ns) {
   timer_node deadline;
   if (deadline_ns != INT64_MAX) {
     deadline.deadline_ns = deadline_ns;
@@ -127,8 +128,8 @@ bool wait_for_commit(scheduler& sched, sync_op& op, int64_t deadline_ns) {
 
 // One base event, no combinators: the common case (channel get and put,
 // semaphore wait, sleep, thread wait) without the frame's arena.
-bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode, int64_t deadline_ns,
-              result_slot& slot) {
+[[gnu::always_inline]] inline bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode,
+                                            int64_t deadline_ns, result_slot& slot) {
   sync_op op(&slot, sched.running());
   self_ref self(op, 0);
   if (!e.try_sync(self)) {
@@ -154,17 +155,37 @@ bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode, int64_t deadline_ns
   return true;
 }
 
+// How many leaves `n` flattens to, counting each guard as one.
+std::size_t estimate_leaves(const evt_node* n) {
+  switch (n->node_kind()) {
+    case evt_node::kind::choice: {
+      std::size_t total = 0;
+      for (const any_node& c : static_cast<const choice_node*>(n)->children()) {
+        total += estimate_leaves(c.get());
+      }
+      return total;
+    }
+    case evt_node::kind::wrap:
+    case evt_node::kind::handle:
+      return estimate_leaves(static_cast<const wrap_node*>(n)->child());
+    case evt_node::kind::replace:
+      return estimate_leaves(static_cast<const replace_node*>(n)->child());
+    default:
+      return 1;
+  }
+}
+
 class sync_frame {
  public:
-  sync_frame(scheduler& sched, sync_op& op, bool is_poll)
+  sync_frame(scheduler& sched, sync_op& op, bool is_poll, std::size_t expected_leaves)
       : sched_(sched),
         op_(op),
         is_poll_(is_poll),
-        arena_(buffer_, sizeof buffer_),
+        arena_(buffer_, sizeof buffer_, &sched.sync_memory()),
         leaves_(&arena_),
         scopes_(&arena_),
         keep_(&arena_) {
-    leaves_.reserve(4);
+    leaves_.reserve(expected_leaves);
   }
 
   sync_frame(const sync_frame&) = delete;
@@ -241,6 +262,7 @@ class sync_frame {
       l.w.op = &op_;
       l.w.leaf = idx;
       l.armed = true;
+      any_armed_ = true;
       l.impl->arm(l.w);
     }
     bool killed = !op_.synced() && !wait_for_commit(sched_, op_, deadline_ns);
@@ -259,11 +281,12 @@ class sync_frame {
     chain_link* r = l.chain;
     while (r != nullptr && r->node->node_kind() != evt_node::kind::replace) r = r->up;
     if (r == nullptr) return false;
+    // The leaf's own nack scopes were chosen even if a wrap below throws.
+    for (scope_link* s = l.scope; s != r->scope; s = s->up) s->chosen = true;
     result_slot& slot = op_.slot();
     for (chain_link* c = l.chain; c != r; c = c->up) {
       static_cast<const wrap_node*>(c->node)->apply(slot);
     }
-    for (scope_link* s = l.scope; s != r->scope; s = s->up) s->chosen = true;
     any_node made = static_cast<const replace_node*>(r->node)->make(slot);
     slot.reset();
     keep_.push_back(made);
@@ -325,6 +348,8 @@ class sync_frame {
   }
 
   void disarm_all() noexcept {
+    if (!any_armed_) return;
+    any_armed_ = false;
     for (leaf& l : leaves_) {
       if (l.armed) {
         l.impl->disarm(l.w);
@@ -332,6 +357,7 @@ class sync_frame {
       }
     }
   }
+
 
   void post_unchosen_nacks() noexcept {
     for (scope_link* s : scopes_) {
@@ -343,6 +369,7 @@ class sync_frame {
   sync_op& op_;
   const bool is_poll_;
   bool finished_ = false;
+  bool any_armed_ = false;
   alignas(std::max_align_t) unsigned char buffer_[1536];
   std::pmr::monotonic_buffer_resource arena_;
   std::pmr::vector<leaf> leaves_;
@@ -370,8 +397,10 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
 [[gnu::noinline]] bool sync_general(scheduler& sched, const evt_node* const* roots,
                                     std::size_t count, sync_mode mode, int64_t deadline_ns,
                                     result_slot& slot, handle_chain& handles) {
+  std::size_t expected = 0;
+  for (std::size_t i = 0; i < count; ++i) expected += estimate_leaves(roots[i]);
   sync_op op(&slot, sched.running());
-  sync_frame frame(sched, op, mode == sync_mode::poll);
+  sync_frame frame(sched, op, mode == sync_mode::poll, expected);
   for (std::size_t i = 0; i < count; ++i) frame.flatten(roots[i], nullptr, nullptr);
   for (;;) {
     uint32_t chosen = frame.poll_all();

@@ -41,19 +41,22 @@ class thread_dead_evt final : public base_evt<void> {
   thread_state* const t_;
 };
 
+// Requires: t->mu held.
+bool has_mail(const thread_state* t) { return t->mailbox != nullptr && !t->mailbox->empty(); }
+
 // Ready when the syncing thread's mailbox is not empty.
 class receive_evt final : public base_evt<void> {
  public:
   bool try_sync(self_ref& self) override {
     thread_state* t = scheduler::current().running();
     spinlock_guard g(t->mu);
-    return !t->mailbox.empty() && self.commit<void>();
+    return has_mail(t) && self.commit<void>();
   }
   void arm(waiter& w) override {
     thread_state* t = scheduler::current().running();
     w.data = t;
     spinlock_guard g(t->mu);
-    if (!t->mailbox.empty()) {
+    if (has_mail(t)) {
       self_ref self(w);
       self.commit<void>();
       return;
@@ -159,7 +162,8 @@ bool thread_send(const thread& t, std::any v, std::nothrow_t) {
   internal::thread_state* ts = t.state();
   internal::spinlock_guard g(ts->mu);
   if (ts->dead()) return false;
-  ts->mailbox.push_back(std::move(v));
+  if (ts->mailbox == nullptr) ts->mailbox = std::make_unique<std::deque<std::any>>();
+  ts->mailbox->push_back(std::move(v));
   while (waiter* w = ts->mailbox_waiters.pop_front()) {
     if (claim_waiter(*w)) complete_waiter_with<void>(*w);
   }
@@ -175,9 +179,9 @@ void thread_send(const thread& t, std::any v) {
 std::optional<std::any> thread_try_receive() {
   internal::thread_state* t = internal::scheduler::current().running();
   internal::spinlock_guard g(t->mu);
-  if (t->mailbox.empty()) return std::nullopt;
-  std::any v = std::move(t->mailbox.front());
-  t->mailbox.pop_front();
+  if (!internal::has_mail(t)) return std::nullopt;
+  std::any v = std::move(t->mailbox->front());
+  t->mailbox->pop_front();
   return v;
 }
 
@@ -196,7 +200,8 @@ evt<void> thread_receive_evt() {
 void thread_rewind_receive(std::vector<std::any> messages) {
   internal::thread_state* t = internal::scheduler::current().running();
   internal::spinlock_guard g(t->mu);
-  for (std::any& m : messages) t->mailbox.push_front(std::move(m));
+  if (t->mailbox == nullptr) t->mailbox = std::make_unique<std::deque<std::any>>();
+  for (std::any& m : messages) t->mailbox->push_front(std::move(m));
 }
 
 evt<void> system_idle_evt() {

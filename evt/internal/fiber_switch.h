@@ -1,7 +1,8 @@
 // The sanitizer annotations around one fiber switch, in one place. ASan must
 // be told which stack the switch goes to (and that a dying fiber's fake stack
 // can go); TSan keeps one shadow context per fiber. Without RKT_ASAN or
-// RKT_TSAN every function here is empty.
+// RKT_TSAN every function here is empty. Included by scheduler.h once
+// thread_state is defined.
 #ifndef RKT_EVT_INTERNAL_FIBER_SWITCH_H_
 #define RKT_EVT_INTERNAL_FIBER_SWITCH_H_
 
@@ -13,8 +14,6 @@
 #if defined(RKT_TSAN)
 #include <sanitizer/tsan_interface.h>
 #endif
-
-#include "evt/internal/scheduler.h"
 
 namespace rkt::internal {
 

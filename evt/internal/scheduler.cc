@@ -26,22 +26,10 @@ constinit thread_local scheduler* tls_scheduler = nullptr;
 
 namespace {
 
-// The Itanium C++ ABI's per-thread exception globals. A green thread that
-// switches out inside a catch block (or while unwinding) must find its own
-// state again when it resumes, so each switch swaps them.
-struct eh_globals {
-  void* caught_exceptions;
-  unsigned int uncaught_exceptions;
-};
-
 // Per OS thread, so each scheduler looks it up once.
 eh_globals* current_eh_globals() {
   return reinterpret_cast<eh_globals*>(abi::__cxa_get_globals());
 }
-
-// How many picks pass between two non-blocking looks at timers and the
-// reactor while the run queue never empties.
-constexpr uint32_t kFairnessTicks = 64;
 
 }  // namespace
 
@@ -160,30 +148,6 @@ thread_state* scheduler::spawn(absl::AnyInvocable<void()> fn, std::size_t stack_
 // ---------------------------------------------------------------------------
 // Switching.
 
-void scheduler::switch_to(thread_state* next) {
-  thread_state* prev = running_;
-  if (next == prev) return;
-  running_ = next;
-  auto* g = static_cast<eh_globals*>(eh_);
-  prev->eh_caught = g->caught_exceptions;
-  prev->eh_uncaught = g->uncaught_exceptions;
-  g->caught_exceptions = next->eh_caught;
-  g->uncaught_exceptions = next->eh_uncaught;
-  before_switch(prev, next, /*dying=*/false);
-  ctx::transfer_t t = ctx::jump_fcontext(next->ctx, prev);
-  on_arrival(t.fctx, static_cast<thread_state*>(t.data));
-}
-
-// Runs on the thread that was just switched to.
-void scheduler::on_arrival(void* from_ctx, thread_state* from) {
-  after_switch(running_, from);
-  if (from->dead() && !from->is_root) {
-    reclaim(from);
-  } else {
-    from->ctx = from_ctx;
-  }
-}
-
 void scheduler::exit_running() {
   thread_state* self = running_;
   // Unlink first, so teardown and idle accounting no longer see it.
@@ -221,31 +185,7 @@ void scheduler::reclaim(thread_state* dead) {
 // ---------------------------------------------------------------------------
 // Run queue, inbox, parking.
 
-void scheduler::run_push(thread_state* t) {
-  t->run_next = nullptr;
-  if (run_tail_ != nullptr) {
-    run_tail_->run_next = t;
-  } else {
-    run_head_ = t;
-  }
-  run_tail_ = t;
-}
-
-thread_state* scheduler::run_pop() {
-  thread_state* t = run_head_;
-  if (t != nullptr) {
-    run_head_ = t->run_next;
-    if (run_head_ == nullptr) run_tail_ = nullptr;
-    t->run_next = nullptr;
-  }
-  return t;
-}
-
-void scheduler::make_runnable(thread_state* t) {
-  if (tls_scheduler == this) {
-    run_push(t);
-    return;
-  }
+void scheduler::make_runnable_remote(thread_state* t) {
   {
     spinlock_guard g(inbox_lock_);
     t->inbox_next = nullptr;
@@ -278,31 +218,6 @@ void scheduler::drain_inbox() {
   }
 }
 
-void scheduler::park() {
-  thread_state* self = running_;
-  uint32_t s = thread_state::kRunning;
-  if (!self->park_state.compare_exchange_strong(s, thread_state::kParked,
-                                                std::memory_order_acq_rel)) {
-    // An unpark came first; consume it.
-    self->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
-    return;
-  }
-  switch_to(pick_next());
-}
-
-void scheduler::yield() {
-  run_push(running_);
-  switch_to(pick_next());
-}
-
-void unpark(thread_state* t) {
-  uint32_t s = t->park_state.exchange(thread_state::kNotified, std::memory_order_acq_rel);
-  if (s == thread_state::kParked) {
-    t->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
-    t->sched->make_runnable(t);
-  }
-}
-
 owner_wake prepare_owner_wake(thread_state* owner) {
   bool pinned = owner->sched != tls_scheduler;
   if (pinned) owner->add_ref();
@@ -319,14 +234,7 @@ void request_kill(thread_state* t) {
   unpark(t);
 }
 
-void throw_if_killed() {
-  scheduler* s = tls_scheduler;
-  if (s == nullptr) return;
-  thread_state* self = s->running();
-  if (self->kill_requested.load(std::memory_order_acquire) && std::uncaught_exceptions() == 0) {
-    throw thread_killed{};
-  }
-}
+void throw_thread_killed() { throw thread_killed{}; }
 
 // ---------------------------------------------------------------------------
 // The idle loop.
@@ -367,9 +275,8 @@ void scheduler::remove_io(io_source* src) {
   --io_sources_;
 }
 
-thread_state* scheduler::pick_next() {
+thread_state* scheduler::pick_next_slow() {
   for (;;) {
-    ++tick_;
     if (inbox_nonempty_.load(std::memory_order_acquire)) drain_inbox();
     if (run_head_ != nullptr) {
       if (tick_ % kFairnessTicks == 0) {

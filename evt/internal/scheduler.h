@@ -27,9 +27,12 @@
 
 #include <any>
 #include <atomic>
+#include <boost/context/detail/fcontext.hpp>
+#include <exception>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <memory_resource>
 
 #include "absl/functional/any_invocable.h"
 #include "evt/evt_impl.h"
@@ -90,7 +93,7 @@ class thread_state {
   // and wakeups run under it).
   spinlock mu;
   waiter_list dead_waiters;
-  std::deque<std::any> mailbox;
+  std::unique_ptr<std::deque<std::any>> mailbox;  // created by the first send
   waiter_list mailbox_waiters;
 
   // Per-thread slot for the current custodian (custodian/ owns its meaning;
@@ -129,15 +132,38 @@ class scheduler {
   thread_state* spawn(absl::AnyInvocable<void()> fn, std::size_t stack_size = 0);
 
   // Makes a parked thread of this scheduler runnable. Any OS thread.
-  void make_runnable(thread_state* t);
+  void make_runnable(thread_state* t) {
+    if (tls_scheduler == this) [[likely]] {
+      run_push(t);
+    } else {
+      make_runnable_remote(t);
+    }
+  }
 
   // Requires: called by the running thread. Parks it (see the protocol).
-  void park();
+  // Inline, like the rest of the switch path: every frame between the
+  // caller and the stack switch costs a mispredicted return afterwards.
+  void park() {
+    thread_state* self = running_;
+    uint32_t s = thread_state::kRunning;
+    if (!self->park_state.compare_exchange_strong(s, thread_state::kParked,
+                                                  std::memory_order_acq_rel)) {
+      // An unpark came first; consume it.
+      self->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
+      return;
+    }
+    switch_to(pick_next());
+  }
   // Requires: called by the running thread. Lets the others run first.
-  void yield();
+  void yield() {
+    run_push(running_);
+    switch_to(pick_next());
+  }
 
   void add_timer(timer_node* n) { timers_.push(n); }
-  void remove_timer(timer_node* n) { timers_.remove(n); }
+  void remove_timer(timer_node* n) {
+    if (n->queued()) timers_.remove(n);
+  }
 
   // system_idle_evt's waiters (owner).
   void add_idle_waiter(waiter* w) { idle_waiters_.push_back(w); }
@@ -147,6 +173,11 @@ class scheduler {
   // on_io_ready(). Returns 0 or errno.
   int add_io(io_source* src);
   void remove_io(io_source* src);
+
+  // Where large syncs get their arena blocks: a pool that keeps them
+  // between syncs instead of returning them to malloc (whose trimming would
+  // hand the pages back to the kernel every time). Owner only.
+  std::pmr::memory_resource& sync_memory() { return sync_memory_; }
 
   // Number of live (not yet dead) green threads, root excluded.
   std::size_t live_threads() const { return live_; }
@@ -160,13 +191,42 @@ class scheduler {
   friend struct scheduler_owner;
   static scheduler& create_for_this_thread();
 
-  thread_state* pick_next();
-  void switch_to(thread_state* next);
+  // The next thread to run: the head of the run queue, except every
+  // kFairnessTicks picks and when the queue is empty, when the slow path
+  // also looks at timers, the reactor and the inbox (and may block).
+  static constexpr uint32_t kFairnessTicks = 64;
+  thread_state* pick_next() {
+    ++tick_;
+    if (run_head_ != nullptr && tick_ % kFairnessTicks != 0 &&
+        !inbox_nonempty_.load(std::memory_order_relaxed)) [[likely]] {
+      return run_pop();
+    }
+    return pick_next_slow();
+  }
+  thread_state* pick_next_slow();
+  inline void switch_to(thread_state* next);
   [[noreturn]] void exit_running();
-  void on_arrival(void* from_ctx, thread_state* from);
+  inline void on_arrival(void* from_ctx, thread_state* from);
   void reclaim(thread_state* dead);
-  void run_push(thread_state* t);
-  thread_state* run_pop();
+  void make_runnable_remote(thread_state* t);
+  void run_push(thread_state* t) {
+    t->run_next = nullptr;
+    if (run_tail_ != nullptr) {
+      run_tail_->run_next = t;
+    } else {
+      run_head_ = t;
+    }
+    run_tail_ = t;
+  }
+  thread_state* run_pop() {
+    thread_state* t = run_head_;
+    if (t != nullptr) {
+      run_head_ = t->run_next;
+      if (run_head_ == nullptr) run_tail_ = nullptr;
+      t->run_next = nullptr;
+    }
+    return t;
+  }
   void drain_inbox();
   bool fire_due_timers();
   void fire_idle_waiters();
@@ -190,25 +250,79 @@ class scheduler {
   std::atomic<bool> sleeping_{false};
 
   timer_heap timers_;
+  std::pmr::unsynchronized_pool_resource sync_memory_;
   waiter_list idle_waiters_;
   stack_pool stacks_;
   std::unique_ptr<reactor> reactor_;
 };
 
 // Wakes a thread parked by scheduler::park(). Any OS thread.
-void unpark(thread_state* t);
+inline void unpark(thread_state* t) {
+  uint32_t s = t->park_state.exchange(thread_state::kNotified, std::memory_order_acq_rel);
+  if (s == thread_state::kParked) {
+    t->park_state.store(thread_state::kRunning, std::memory_order_relaxed);
+    t->sched->make_runnable(t);
+  }
+}
 
 // Asks `t` to die: it unwinds from its next switch point with thread_killed.
 // Any OS thread. Does not wait.
 void request_kill(thread_state* t);
 
+[[noreturn]] void throw_thread_killed();
+
 // Throws thread_killed if the running thread was asked to die and is not
 // already unwinding (a destructor run by the kill may still sync).
-void throw_if_killed();
+inline void throw_if_killed() {
+  scheduler* s = tls_scheduler;
+  if (s != nullptr && s->running()->kill_requested.load(std::memory_order_acquire) &&
+      std::uncaught_exceptions() == 0) [[unlikely]] {
+    throw_thread_killed();
+  }
+}
 
 // Called by the reactor dispatch for each ready source; defined with the fd
 // events (io_handle.cc).
 void on_io_ready(io_source* src, uint32_t events);
+
+// The Itanium C++ ABI's per-thread exception globals. A green thread that
+// switches out inside a catch block (or while unwinding) must find its own
+// state again when it resumes, so each switch swaps them.
+struct eh_globals {
+  void* caught_exceptions;
+  unsigned int uncaught_exceptions;
+};
+
+}  // namespace rkt::internal
+
+// The switch path needs the sanitizer hooks, which need thread_state.
+#include "evt/internal/fiber_switch.h"
+
+namespace rkt::internal {
+
+inline void scheduler::switch_to(thread_state* next) {
+  thread_state* prev = running_;
+  if (next == prev) return;
+  running_ = next;
+  auto* g = static_cast<eh_globals*>(eh_);
+  prev->eh_caught = g->caught_exceptions;
+  prev->eh_uncaught = g->uncaught_exceptions;
+  g->caught_exceptions = next->eh_caught;
+  g->uncaught_exceptions = next->eh_uncaught;
+  before_switch(prev, next, /*dying=*/false);
+  boost::context::detail::transfer_t t = boost::context::detail::jump_fcontext(next->ctx, prev);
+  on_arrival(t.fctx, static_cast<thread_state*>(t.data));
+}
+
+// Runs on the thread that was just switched to.
+inline void scheduler::on_arrival(void* from_ctx, thread_state* from) {
+  after_switch(running_, from);
+  if (from->dead() && !from->is_root) [[unlikely]] {
+    reclaim(from);
+  } else {
+    from->ctx = from_ctx;
+  }
+}
 
 }  // namespace rkt::internal
 

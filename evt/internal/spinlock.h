@@ -15,7 +15,8 @@
 
 namespace rkt::internal {
 
-inline void cpu_relax() {
+// Not named cpu_relax: Boost.Fiber defines a macro of that name.
+inline void spin_pause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -29,7 +30,7 @@ class backoff {
   void pause() {
     if (spins_ < 64) {
       ++spins_;
-      cpu_relax();
+      spin_pause();
     } else {
       sched_yield();
     }
