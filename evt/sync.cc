@@ -101,7 +101,7 @@ void on_deadline(timer_node* n) {
 
 // Parks the running thread until `op` is synced (or its deadline passes,
 // which syncs it with kTimedOut). Returns false, with the op abandoned, when
-// the thread is asked to die instead.
+// the thread is asked to die before anything committed.
 [[gnu::always_inline]] inline bool wait_for_commit(scheduler& sched, sync_op& op,
                                                    int64_t deadline_ns) {
   timer_node deadline;
@@ -116,8 +116,12 @@ void on_deadline(timer_node* n) {
   while (!op.synced()) {
     if (self->kill_requested.load(std::memory_order_acquire) &&
         std::uncaught_exceptions() == 0) {
-      if (op.claim()) op.publish(sync_op::kAbandoned);
-      committed = false;
+      // A commit that got in first is delivered (its value is not lost);
+      // the kill then lands at the thread's next switch point.
+      if (op.claim()) {
+        op.publish(sync_op::kAbandoned);
+        committed = false;
+      }
       break;
     }
     sched.park();
