@@ -175,8 +175,9 @@ void scheduler::exit_running() {
   __builtin_unreachable();
 }
 
-void scheduler::reclaim(thread_state* dead) {
-  stacks_.release(dead->stack);
+// `final_sp` is where the dead fiber's stack pointer was when it left.
+void scheduler::reclaim(thread_state* dead, void* final_sp) {
+  stacks_.release(dead->stack, final_sp);
   dead->stack = fiber_stack{};
   on_fiber_destroyed(dead);
   dead->release();

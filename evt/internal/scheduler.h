@@ -207,7 +207,7 @@ class scheduler {
   inline void switch_to(thread_state* next);
   [[noreturn]] void exit_running();
   inline void on_arrival(void* from_ctx, thread_state* from);
-  void reclaim(thread_state* dead);
+  void reclaim(thread_state* dead, void* final_sp);
   void make_runnable_remote(thread_state* t);
   void run_push(thread_state* t) {
     t->run_next = nullptr;
@@ -318,7 +318,7 @@ inline void scheduler::switch_to(thread_state* next) {
 inline void scheduler::on_arrival(void* from_ctx, thread_state* from) {
   after_switch(running_, from);
   if (from->dead() && !from->is_root) [[unlikely]] {
-    reclaim(from);
+    reclaim(from, from_ctx);
   } else {
     from->ctx = from_ctx;
   }

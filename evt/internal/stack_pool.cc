@@ -6,6 +6,10 @@
 
 #include <cerrno>
 
+#if defined(RKT_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace rkt::internal {
 namespace {
 
@@ -15,6 +19,27 @@ std::size_t page_size() {
 }
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// A dead fiber never returned from the frames it had when it switched away
+// for the last time, so ASan still has their redzones poisoned: clean them
+// before the stack is reused or unmapped (an unmapped range keeps its
+// shadow, and a later mapping may land there). Only [lowest_used, top) is
+// touched, so the shadow of the untouched rest stays unmapped.
+void unpoison(const fiber_stack& s, const void* lowest_used) {
+#if defined(RKT_ASAN)
+  char* from = static_cast<char*>(s.bottom());
+  if (lowest_used != nullptr) {
+    // Frames below the final stack pointer returned normally, and were
+    // unpoisoned by their own epilogues; a small margin covers the switch.
+    char* sp = static_cast<char*>(const_cast<void*>(lowest_used)) - 1024;
+    if (sp > from) from = sp;
+  }
+  __asan_unpoison_memory_region(from, static_cast<char*>(s.top()) - from);
+#else
+  (void)s;
+  (void)lowest_used;
+#endif
+}
 
 }  // namespace
 
@@ -57,8 +82,9 @@ fiber_stack stack_pool::acquire(std::size_t usable_size) {
   return s;
 }
 
-void stack_pool::release(fiber_stack s) {
+void stack_pool::release(fiber_stack s, const void* lowest_used) {
   if (s.mapping == nullptr) return;
+  unpoison(s, lowest_used);
   if (s.usable_size() == default_stack_size() && cached_.size() < kMaxCached) {
     cached_.push_back(s);
     return;

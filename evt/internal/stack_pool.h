@@ -40,7 +40,9 @@ class stack_pool {
   // Returns a stack of at least `usable_size` bytes (rounded up to pages),
   // or a stack with mapping == nullptr and errno set when mmap fails.
   fiber_stack acquire(std::size_t usable_size);
-  void release(fiber_stack s);
+  // Takes back a stack whose fiber has finished; `lowest_used` is its final
+  // stack pointer (nullptr when unknown).
+  void release(fiber_stack s, const void* lowest_used);
 
  private:
   static constexpr std::size_t kMaxCached = 256;
