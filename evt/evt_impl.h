@@ -155,8 +155,9 @@ class sync_op {
     internal::backoff b;
     for (;;) {
       uint32_t s = kWaiting;
+      // Acquire on failure too: a caller that sees `synced` reads chosen().
       if (state_.compare_exchange_weak(s, kClaimed, std::memory_order_acquire,
-                                       std::memory_order_relaxed)) {
+                                       std::memory_order_acquire)) {
         return true;
       }
       if (s == kSynced) return false;
