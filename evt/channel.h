@@ -21,6 +21,7 @@
 #define RKT_EVT_CHANNEL_H_
 
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "evt/evt.h"
@@ -133,8 +134,10 @@ class channel_put_evt final : public base_evt<void> {
 
   // The value for the getter. Requires: the channel's lock and a claim.
   T hand_over() {
-    if (moves_) return std::move(value_);
-    return value_;
+    if constexpr (std::is_copy_constructible_v<T>) {
+      if (!moves_) return value_;
+    }
+    return std::move(value_);
   }
 
  private:
@@ -162,8 +165,11 @@ class channel {
     internal::channel_put_evt<T> e(st_.get(), std::move(v), true);
     internal::sync_on_stack<void>(e);
   }
-  // An event ready when a getter is; committing it hands `v` over.
-  evt<void> put_evt(T v) const {
+  // An event ready when a getter is; committing it hands a copy of `v`
+  // over (each time the event is synced).
+  evt<void> put_evt(T v) const
+    requires std::is_copy_constructible_v<T>
+  {
     return evt<void>(make_node<internal::channel_put_evt<T>>(st_, std::move(v)));
   }
 

@@ -231,10 +231,10 @@ TEST(SemaphoreTest, KilledWaiterDoesNotConsumeAPost) {
   EXPECT_EQ(drain(s), 1);
 }
 
-// Kill-safety: a unit is either taken or left in the semaphore. Waiters
-// here are killed while parked in a wait that another OS thread's post may
-// be committing at that very moment; a wait that committed returns before
-// the waiter's next switch point, so it counts the unit.
+// Kill-safety: waiters are killed while parked in a wait that another OS
+// thread's post may be committing at that moment. A wait that committed
+// first is delivered and the kill lands at the waiter's next switch point,
+// after it has counted the unit; otherwise the unit stays in the semaphore.
 TEST(SemaphoreTest, KillingWaitersNeverLosesOrDuplicatesAUnit) {
   constexpr int kPosts = 1000;
   rkt::semaphore s;

@@ -12,10 +12,12 @@
 #include <unistd.h>
 
 #include <any>
+#include <chrono>
 #include <atomic>
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <new>
 #include <optional>
@@ -24,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "evt/alarm.h"
 #include "evt/channel.h"
@@ -467,6 +470,65 @@ TEST(ThreadTest, KillFromAnotherOsThreadStopsAThreadThatOnlyYields) {
   std::jthread killer = start_os_thread([&] { spinner.kill(); });
   await(spinner);
   killer.join();
+}
+
+// A value whose copy, once armed, signals `in_copy` and then holds the
+// copying thread for a while. channel::put_evt copies its value while it
+// holds the claim on the getter's sync, so this keeps a cross-thread commit
+// in flight long enough for a kill to arrive in the middle of it.
+struct slow_copy {
+  struct control {
+    std::atomic<bool> armed{false};
+    std::promise<void> in_copy;
+  };
+  slow_copy(control* c, int v) : ctl(c), value(v) {}
+  slow_copy(const slow_copy& o) : ctl(o.ctl), value(o.value) {
+    if (ctl->armed.exchange(false)) {
+      ctl->in_copy.set_value();
+      const absl::Time until = absl::Now() + absl::Milliseconds(20);
+      while (absl::Now() < until) {
+      }
+    }
+  }
+  slow_copy(slow_copy&&) noexcept = default;
+  slow_copy& operator=(const slow_copy&) = delete;
+  slow_copy& operator=(slow_copy&&) = delete;
+  control* ctl;
+  int value;
+};
+
+// A put on another OS thread has claimed the getter's sync and is
+// committing it when the getter is killed. The commit got in first, so it
+// is delivered (the kill lands at the next switch point), and since the
+// getter's event was chosen its nack never becomes ready (Racket: "If the
+// event returned by maker is chosen, then the NACK event never becomes
+// ready").
+TEST(ThreadTest, KillDuringACrossThreadCommitDeliversItAndPostsNoNack) {
+  rkt::channel<slow_copy> ch;
+  slow_copy::control control;
+  std::future<void> in_copy = control.in_copy.get_future();
+  std::optional<rkt::evt<void>> nack;
+  int got = 0;
+  rkt::semaphore ready;
+  rkt::thread getter = spawn_parked(ready, [&] {
+    got = rkt::sync(rkt::nack_guard_evt([&](rkt::evt<void> n) {
+                      nack = n;
+                      return ch;
+                    })).value;
+  });
+  std::atomic<bool> put_committed{false};
+  std::jthread putter = start_os_thread([&] {
+    rkt::evt<void> put = ch.put_evt(slow_copy(&control, 7));
+    control.armed = true;
+    put_committed = rkt::sync_timeout(absl::ZeroDuration(), put);
+  });
+  ASSERT_EQ(in_copy.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_TRUE(kill_within(getter));
+  putter.join();
+  ASSERT_TRUE(put_committed.load());
+  EXPECT_EQ(got, 7);
+  ASSERT_TRUE(nack.has_value());
+  EXPECT_FALSE(rkt::sync_timeout(absl::ZeroDuration(), *nack));
 }
 
 // ---------------------------------------------------------------------------

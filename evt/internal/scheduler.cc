@@ -75,22 +75,27 @@ scheduler::scheduler() : eh_(current_eh_globals()), reactor_(make_default_reacto
 }
 
 scheduler::~scheduler() {
+  // The root is dead too now: wake whoever waits for it.
+  mark_dead(root_);
   root_->release();
   while (thread_state* t = run_pop()) (void)t;
 }
 
 void scheduler::shut_down_threads() {
-  // Kill every live green thread and let each unwind, oldest first.
-  while (all_head_ != nullptr) {
-    thread_state* t = all_head_;
-    while (t->all_next != nullptr) t = t->all_next;
-    request_kill(t);
-    t->add_ref();
-    while (!t->dead()) {
-      run_push(running_);
-      switch_to(pick_next());
-    }
-    t->release();
+  // Kill every live green thread at once, as a custodian shutdown does: a
+  // thread that has not started never runs its function. Then park the root
+  // until the last one has unwound (exit_running wakes it).
+  tearing_down_ = true;
+  for (thread_state* t = all_head_; t != nullptr; t = t->all_next) request_kill(t);
+  while (live_ > 0) park();
+}
+
+// Marks `t` dead and commits the syncs waiting for its death.
+void scheduler::mark_dead(thread_state* t) {
+  spinlock_guard g(t->mu);
+  t->state.store(thread_state::life::dead, std::memory_order_release);
+  while (waiter* w = t->dead_waiters.pop_front()) {
+    if (claim_waiter(*w)) complete_waiter_with<void>(*w);
   }
 }
 
@@ -158,13 +163,8 @@ void scheduler::exit_running() {
   }
   if (self->all_next != nullptr) self->all_next->all_prev = self->all_prev;
   --live_;
-  {
-    spinlock_guard g(self->mu);
-    self->state.store(thread_state::life::dead, std::memory_order_release);
-    while (waiter* w = self->dead_waiters.pop_front()) {
-      if (claim_waiter(*w)) complete_waiter_with<void>(*w);
-    }
-  }
+  mark_dead(self);
+  if (tearing_down_ && live_ == 0) unpark(root_);
   thread_state* next = pick_next();
   running_ = next;
   auto* g = static_cast<eh_globals*>(eh_);

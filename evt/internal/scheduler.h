@@ -208,6 +208,7 @@ class scheduler {
   [[noreturn]] void exit_running();
   inline void on_arrival(void* from_ctx, thread_state* from);
   void reclaim(thread_state* dead, void* final_sp);
+  void mark_dead(thread_state* t);
   void make_runnable_remote(thread_state* t);
   void run_push(thread_state* t) {
     t->run_next = nullptr;
@@ -240,6 +241,7 @@ class scheduler {
   thread_state* run_tail_ = nullptr;
   thread_state* all_head_ = nullptr;
   std::size_t live_ = 0;
+  bool tearing_down_ = false;
   uint32_t tick_ = 0;
   std::size_t io_sources_ = 0;
 
