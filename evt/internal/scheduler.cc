@@ -62,7 +62,18 @@ scheduler& scheduler::create_for_this_thread() {
 
 int64_t scheduler::now_ns() { return absl::ToUnixNanos(absl::Now()); }
 
-scheduler::scheduler() : eh_(current_eh_globals()), reactor_(make_default_reactor()) {
+// Pool blocks up to 1 MiB, so that a sync over thousands of events reuses
+// its arena blocks too.
+std::pmr::pool_options sync_memory_options() {
+  std::pmr::pool_options o;
+  o.largest_required_pool_block = std::size_t{1} << 20;
+  return o;
+}
+
+scheduler::scheduler()
+    : eh_(current_eh_globals()),
+      sync_memory_(sync_memory_options()),
+      reactor_(make_default_reactor()) {
   if (reactor_ == nullptr) {
     // Without a reactor nothing can ever block; there is no way on.
     std::fprintf(stderr, "rkt: cannot create the reactor: %s\n", std::strerror(errno));
