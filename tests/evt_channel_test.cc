@@ -26,42 +26,18 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fd_leak_check.h"
+#include "tests/testing/green_threads.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::await;
+using ::rkt::test::start_os_thread;
+using ::rkt::test::spawn_parked;
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
-
-// Waits, bounded, for a green thread to finish.
-void await(const rkt::thread& t) { sync_within(t.dead_evt()); }
-
-// Runs `body` on a new OS thread. Its own waits are bounded, so the join is
-// too; a timeout inside it becomes a test failure, not std::terminate.
-std::jthread start_os_thread(std::function<void()> body) {
-  return std::jthread([body = std::move(body)] {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "OS thread: " << e.what();
-    }
-  });
-}
-
-// Spawns a green thread that signals `ready` and then runs `block`; when
-// sync_within(ready) returns on the same OS thread, the new thread has
-// reached the sync inside `block` and is parked there (threads switch only
-// at syncs).
-rkt::thread spawn_parked(const rkt::semaphore& ready, std::function<void()> block) {
-  rkt::thread t([ready, block = std::move(block)] {
-    ready.post();
-    block();
-  });
-  sync_within(ready);
-  return t;
-}
 
 TEST(ChannelTest, GetReceivesWhatPutSends) {
   rkt::channel<int> ch;

@@ -30,11 +30,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fd_leak_check.h"
+#include "tests/testing/green_threads.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::scoped_thread;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kZero = absl::ZeroDuration();
@@ -43,22 +45,6 @@ constexpr absl::Duration kShort = absl::Milliseconds(10);
 // What user procedures throw in these tests.
 struct boom {
   int code;
-};
-
-// A green thread that is killed at scope exit if it is still running.
-class scoped_thread {
- public:
-  template <class F>
-  explicit scoped_thread(F&& fn) : t_(std::forward<F>(fn)) {}
-  scoped_thread(const scoped_thread&) = delete;
-  scoped_thread& operator=(const scoped_thread&) = delete;
-  ~scoped_thread() { t_.kill(); }
-
-  void join() const { sync_within(t_.dead_evt()); }
-  const rkt::thread& get() const { return t_; }
-
- private:
-  rkt::thread t_;
 };
 
 // Makes a blocking rkt::sync fail the test instead of hanging it.
@@ -105,21 +91,7 @@ class armed_signal final : public rkt::base_evt<void> {
   const rkt::semaphore signal_;
 };
 
-class EvtNackTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    rkt::yield();
-    fds_.emplace();
-  }
-  void TearDown() override {
-    EXPECT_EQ(rkt::internal::scheduler::current().live_threads(), 0u)
-        << "the test left a green thread alive";
-    EXPECT_THAT(fds_->leaked(), IsEmpty()) << rkt::test::fd_leak_check::describe(fds_->leaked());
-  }
-
- private:
-  std::optional<rkt::test::fd_leak_check> fds_;
-};
+class EvtNackTest : public rkt::test::clean_test {};
 
 // ---------------------------------------------------------------------------
 // The ways out of a sync.

@@ -23,38 +23,17 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fd_leak_check.h"
+#include "tests/testing/green_threads.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::await;
+using ::rkt::test::start_os_thread;
+using ::rkt::test::spawn_parked;
+using ::rkt::test::ready_now;
 using ::testing::IsEmpty;
-
-void await(const rkt::thread& t) { sync_within(t.dead_evt()); }
-
-// Runs `body` on a new OS thread. Its own waits are bounded, so the join is
-// too; a timeout inside it becomes a test failure, not std::terminate.
-std::jthread start_os_thread(std::function<void()> body) {
-  return std::jthread([body = std::move(body)] {
-    try {
-      body();
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "OS thread: " << e.what();
-    }
-  });
-}
-
-// Spawns a green thread that signals `ready` and then runs `block`; when
-// sync_within(ready) returns on the same OS thread, the new thread is parked
-// in the sync inside `block` (threads switch only at syncs).
-rkt::thread spawn_parked(const rkt::semaphore& ready, std::function<void()> block) {
-  rkt::thread t([ready, block = std::move(block)] {
-    ready.post();
-    block();
-  });
-  sync_within(ready);
-  return t;
-}
 
 // Takes every unit the semaphore has, without blocking.
 int drain(const rkt::semaphore& s) {
@@ -62,8 +41,6 @@ int drain(const rkt::semaphore& s) {
   while (s.try_wait()) ++n;
   return n;
 }
-
-bool ready_now(const rkt::evt<void>& e) { return rkt::sync_timeout(absl::ZeroDuration(), e); }
 
 TEST(SemaphoreTest, DefaultCountIsZero) {
   rkt::semaphore s;

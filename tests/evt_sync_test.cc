@@ -33,11 +33,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fd_leak_check.h"
+#include "tests/testing/green_threads.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::scoped_thread;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kZero = absl::ZeroDuration();
@@ -49,24 +51,6 @@ constexpr absl::Duration kShort = absl::Milliseconds(10);
 // cannot be mistaken for sync_within's own failure.
 struct boom {
   int code;
-};
-
-// A green thread that is killed at scope exit if it is still running, so a
-// failing test does not leave it behind for the next one.
-class scoped_thread {
- public:
-  template <class F>
-  explicit scoped_thread(F&& fn) : t_(std::forward<F>(fn)) {}
-  scoped_thread(const scoped_thread&) = delete;
-  scoped_thread& operator=(const scoped_thread&) = delete;
-  ~scoped_thread() { t_.kill(); }
-
-  // Waits, bounded, for the thread to finish.
-  void join() const { sync_within(t_.dead_evt()); }
-  bool running() const { return t_.running(); }
-
- private:
-  rkt::thread t_;
 };
 
 // An event that makes a blocking rkt::sync fail the test instead of hanging
@@ -212,21 +196,7 @@ class latch_evt final : public rkt::base_evt<int> {
 // Every test starts with the scheduler already created (its epoll fd and
 // eventfd exist before the fd snapshot) and ends with no green thread alive
 // and no descriptor leaked.
-class EvtSyncTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    rkt::yield();
-    fds_.emplace();
-  }
-  void TearDown() override {
-    EXPECT_EQ(rkt::internal::scheduler::current().live_threads(), 0u)
-        << "the test left a green thread alive";
-    EXPECT_THAT(fds_->leaked(), IsEmpty()) << rkt::test::fd_leak_check::describe(fds_->leaked());
-  }
-
- private:
-  std::optional<rkt::test::fd_leak_check> fds_;
-};
+class EvtSyncTest : public rkt::test::clean_test {};
 
 // ---------------------------------------------------------------------------
 // sync and sync_timeout on one and several events.
