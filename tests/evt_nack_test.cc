@@ -36,6 +36,7 @@
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::hang_guard;
 using ::rkt::test::scoped_thread;
 using ::testing::IsEmpty;
 
@@ -46,15 +47,6 @@ constexpr absl::Duration kShort = absl::Milliseconds(10);
 struct boom {
   int code;
 };
-
-// Makes a blocking rkt::sync fail the test instead of hanging it.
-template <class T>
-rkt::evt<T> hang_guard(T sentinel) {
-  return rkt::wrap_evt(rkt::alarm_evt(absl::Now() + rkt::test::kHangBound), [sentinel] {
-    ADD_FAILURE() << "rkt::sync blocked for " << rkt::test::kHangBound;
-    return sentinel;
-  });
-}
 
 // Where a nack guard's maker leaves the nack it was given.
 struct nack_box {

@@ -39,6 +39,7 @@
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::hang_guard;
 using ::rkt::test::scoped_thread;
 using ::testing::IsEmpty;
 
@@ -52,16 +53,6 @@ constexpr absl::Duration kShort = absl::Milliseconds(10);
 struct boom {
   int code;
 };
-
-// An event that makes a blocking rkt::sync fail the test instead of hanging
-// it: ready after the hang bound, with `sentinel` as its result.
-template <class T>
-rkt::evt<T> hang_guard(T sentinel) {
-  return rkt::wrap_evt(rkt::alarm_evt(absl::Now() + rkt::test::kHangBound), [sentinel] {
-    ADD_FAILURE() << "rkt::sync blocked for " << rkt::test::kHangBound;
-    return sentinel;
-  });
-}
 
 // A base event that is never ready and counts how sync uses it.
 class probe_evt final : public rkt::base_evt<int> {

@@ -10,6 +10,8 @@
 #include <type_traits>
 
 #include "absl/time/time.h"
+#include "absl/time/clock.h"
+#include "evt/alarm.h"
 #include "evt/sync.h"
 
 namespace rkt::test {
@@ -37,6 +39,16 @@ evt_result_t<E> sync_within(const E& e, absl::Duration d = kHangBound) {
     }
     return std::move(*r);
   }
+}
+
+// An event for a plain blocking rkt::sync: it commits with `sentinel` and
+// fails the test when nothing else committed within kHangBound.
+template <class T>
+rkt::evt<T> hang_guard(T sentinel) {
+  return rkt::wrap_evt(rkt::alarm_evt(absl::Now() + kHangBound), [sentinel] {
+    ADD_FAILURE() << "rkt::sync blocked for " << kHangBound;
+    return sentinel;
+  });
 }
 
 }  // namespace rkt::test
