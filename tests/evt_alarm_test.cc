@@ -8,6 +8,10 @@
 // (reference, "11.2.1 Events" and "11.1 Threads"; the shared copies are
 // racket/reference/sync-events.txt and threads.txt). Time is only ever
 // bounded from below: a loaded machine may always be later.
+//
+// Every rkt::sleep here is the behaviour under test (sleep, timers, a
+// thread parked in sleep), never a way to wait for another thread: those
+// waits go through sync_within.
 #include <memory>
 #include <optional>
 #include <string>

@@ -7,6 +7,10 @@
 //
 // Waits are bounded (sync_within); tests that start OS threads check for
 // leaked fds after joining them, since each OS thread's scheduler owns fds.
+//
+// Every rkt::sleep here is the behaviour under test (sleep, timers, a
+// thread parked in sleep), never a way to wait for another thread: those
+// waits go through sync_within.
 #include <sys/socket.h>
 #include <unistd.h>
 

@@ -7,6 +7,10 @@
 //
 // Every wait is bounded: kills go through kill_within, and blocking calls
 // run on green threads that the test body awaits with sync_within.
+//
+// Every rkt::sleep here is the behaviour under test (sleep, timers, a
+// thread parked in sleep), never a way to wait for another thread: those
+// waits go through sync_within.
 #include "evt/thread.h"
 
 #include <unistd.h>
