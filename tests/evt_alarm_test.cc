@@ -39,6 +39,7 @@ namespace {
 using ::rkt::test::sync_within;
 using ::rkt::test::scoped_thread;
 using ::testing::ElementsAre;
+using ::testing::UnorderedElementsAre;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kZero = absl::ZeroDuration();
@@ -106,6 +107,19 @@ TEST_F(EvtAlarmTest, AlarmInAChoiceWinsOverAnEventThatIsNeverReady) {
   EXPECT_FALSE(rkt::sync_timeout(kZero, ch.put_evt(1)));
 }
 
+// The order of the wakeups is the deadline order when every alarm was armed
+// before the first deadline. On a machine so loaded that arming took longer
+// than kArmingTime, an early deadline may pass before its thread armed, and
+// only the set can be checked.
+void expect_deadline_order(const std::vector<int>& woke, bool armed_in_time) {
+  if (armed_in_time) {
+    EXPECT_THAT(woke, ElementsAre(0, 1, 2, 3, 4));
+  } else {
+    EXPECT_THAT(woke, UnorderedElementsAre(0, 1, 2, 3, 4)) << "(arming took over " << kArmingTime
+                                                           << ": order not checked)";
+  }
+}
+
 TEST_F(EvtAlarmTest, ThreadsSyncingOnAlarmsWakeInDeadlineOrder) {
   const absl::Time base = absl::Now() + kArmingTime;
   // Spawned out of order; each waits for its own deadline.
@@ -123,8 +137,7 @@ TEST_F(EvtAlarmTest, ThreadsSyncingOnAlarmsWakeInDeadlineOrder) {
   sync_within(rkt::system_idle_evt());
   const bool armed_in_time = absl::Now() < base;
   for (const auto& t : threads) t->join();
-  if (!armed_in_time) GTEST_SKIP() << "arming took longer than " << kArmingTime;
-  EXPECT_THAT(woke, ElementsAre(0, 1, 2, 3, 4));
+  expect_deadline_order(woke, armed_in_time);
 }
 
 TEST_F(EvtAlarmTest, SleepingThreadsWakeInDeadlineOrderThroughAChannel) {
@@ -146,8 +159,7 @@ TEST_F(EvtAlarmTest, SleepingThreadsWakeInDeadlineOrderThroughAChannel) {
   std::vector<int> woke;
   for (std::size_t i = 0; i < slots.size(); ++i) woke.push_back(sync_within(order));
   for (const auto& t : threads) t->join();
-  if (!armed_in_time) GTEST_SKIP() << "arming took longer than " << kArmingTime;
-  EXPECT_THAT(woke, ElementsAre(0, 1, 2, 3, 4));
+  expect_deadline_order(woke, armed_in_time);
 }
 
 TEST_F(EvtAlarmTest, EarliestAlarmInAChoiceWins) {
