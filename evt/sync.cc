@@ -2,13 +2,15 @@
 // otherwise arm them all and park until exactly one commits; then disarm
 // the rest, post the nacks of the unchosen, and run the wrap procedures.
 //
-// The graph is flattened once per round: choices splice their children,
-// wraps and handles push a link on the leaf's chain, guards run their maker
-// (once per sync) and nack guards also open a nack scope. A leaf that sits
-// under a replace_evt commits on its own; its result goes to the replace
-// maker, whose event takes the leaf's place, and a new round begins with
-// every leaf disarmed. Memory for a sync comes from a stack arena, so a
-// small sync allocates nothing.
+// Flattening splices choices, pushes a link on the leaf's chain for each
+// wrap and handle, runs each guard's maker (once per sync), and opens a nack
+// scope for each nack guard. A leaf that sits under a replace_evt commits on
+// its own; its result goes to the replace maker, whose event is flattened in
+// place of every leaf under that replace, and a new round begins with every
+// leaf disarmed. A sync on one base event (channel get and put, semaphore
+// wait, sleep) skips all of that. A sync's memory comes from an arena on the
+// stack and, beyond it, from the scheduler's pool, so no sync allocates once
+// the pool is warm.
 #include "evt/sync.h"
 
 #include <cstdint>
