@@ -17,50 +17,14 @@
 #include <memory_resource>
 
 #include "evt/exn.h"
+#include "evt/internal/one_shot_evt.h"
 #include "evt/internal/scheduler.h"
 
 namespace rkt::internal {
 namespace {
 
-// The nack event of one nack_guard_evt in one sync: ready once posted.
-class nack_evt final : public base_evt<void> {
- public:
-  bool try_sync(self_ref& self) override {
-    spinlock_guard g(mu_);
-    return posted_ && self.commit<void>();
-  }
-  void arm(waiter& w) override {
-    spinlock_guard g(mu_);
-    if (posted_) {
-      self_ref self(w);
-      self.commit<void>();
-      return;
-    }
-    waiters_.push_back(&w);
-  }
-  void disarm(waiter& w) noexcept override {
-    spinlock_guard g(mu_);
-    waiters_.remove(&w);
-  }
-  const char* name() const override { return "nack-evt"; }
-
-  void post() {
-    spinlock_guard g(mu_);
-    if (posted_) return;
-    posted_ = true;
-    while (waiter* w = waiters_.pop_front()) {
-      if (claim_waiter(*w)) complete_waiter_with<void>(*w);
-    }
-  }
-
- private:
-  spinlock mu_;
-  bool posted_ = false;  // guarded by mu_
-  waiter_list waiters_;  // guarded by mu_
-};
-
 struct scope_link {
-  nack_evt* nack;
+  one_shot_evt* nack;
   scope_link* up;
   bool chosen;
 };
@@ -230,7 +194,7 @@ class sync_frame {
         break;
       }
       case evt_node::kind::nack_guard: {
-        node_ref<nack_evt> nack = make_node<nack_evt>();
+        node_ref<one_shot_evt> nack = make_node<one_shot_evt>("nack-evt");
         keep_.push_back(nack);
         auto* s = new (arena_.allocate(sizeof(scope_link), alignof(scope_link)))
             scope_link{nack.get(), scope, false};

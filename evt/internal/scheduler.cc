@@ -25,6 +25,12 @@ namespace ctx = boost::context::detail;
 constinit thread_local scheduler* tls_scheduler = nullptr;
 
 namespace {
+std::atomic<spawn_hook> current_spawn_hook{nullptr};
+}  // namespace
+
+void set_spawn_hook(spawn_hook hook) { current_spawn_hook.store(hook, std::memory_order_release); }
+
+namespace {
 
 // Per OS thread, so each scheduler looks it up once.
 eh_globals* current_eh_globals() {
@@ -134,6 +140,9 @@ void fiber_entry(void* from_ctx, thread_state* from) {
     self->fn = nullptr;
   } catch (...) {
   }
+  // A dead thread leaves its custodian.
+  self->custodian_entry.reset();
+  self->custodian.reset();
   s->exit_running();
 }
 
@@ -147,12 +156,21 @@ thread_state* scheduler::spawn(absl::AnyInvocable<void()> fn, std::size_t stack_
     throw std::system_error(errno, std::generic_category(), "rkt::thread: cannot map a stack");
   }
   auto* t = new thread_state(this, /*root=*/false);
+  t->custodian = running_->custodian;
+  if (spawn_hook hook = current_spawn_hook.load(std::memory_order_acquire)) {
+    try {
+      hook(t);
+    } catch (...) {
+      stacks_.release(stack, nullptr);
+      t->release();
+      throw;
+    }
+  }
   t->add_ref();  // the scheduler's reference, dropped in reclaim()
   t->stack = stack;
   t->fn = std::move(fn);
   t->ctx = ctx::make_fcontext(stack.top(), stack.usable_size(), &fiber_main);
   on_fiber_created(t);
-  if (thread_state* parent = running_; parent != nullptr) t->custodian = parent->custodian;
   t->all_next = all_head_;
   if (all_head_ != nullptr) all_head_->all_prev = t;
   all_head_ = t;

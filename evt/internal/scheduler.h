@@ -99,6 +99,9 @@ class thread_state {
   // Per-thread slot for the current custodian (custodian/ owns its meaning;
   // the core only copies it from parent to child at spawn).
   std::shared_ptr<void> custodian;
+  // What the managing custodian keeps for this thread (custodian/ owns its
+  // meaning); released when the thread dies. Owner.
+  std::shared_ptr<void> custodian_entry;
 
  private:
   ~thread_state() = default;
@@ -257,6 +260,12 @@ class scheduler {
   stack_pool stacks_;
   std::unique_ptr<reactor> reactor_;
 };
+
+// Called by spawn with the new thread before it is queued; set once by
+// custodian/ so that the core does not depend on it. May throw to refuse the
+// spawn (the thread is then discarded).
+using spawn_hook = void (*)(thread_state* child);
+void set_spawn_hook(spawn_hook hook);
 
 // Wakes a thread parked by scheduler::park(). Any OS thread.
 inline void unpark(thread_state* t) {

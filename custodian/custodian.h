@@ -1,0 +1,95 @@
+// Custodians: Racket's tree of resource managers. Every green thread (and,
+// as they arrive, every fd port, listener and connection) registers with the
+// custodian current when it is created; shutdown_all() closes everything a
+// custodian and its descendants manage and kills their threads.
+//
+//   rkt::custodian c = rkt::make_custodian();
+//   {
+//     rkt::custodian_scope in(c);          // parameterize current-custodian
+//     rkt::thread worker([] { ... });      // managed by c
+//   }
+//   c.shutdown_all();                      // worker unwinds with thread_killed
+//
+// A custodian holds what it manages weakly: a resource whose last handle is
+// dropped closes itself and leaves. Custodians work from any OS thread.
+// Reference: racket/reference/custodians.txt.
+#ifndef RKT_CUSTODIAN_CUSTODIAN_H_
+#define RKT_CUSTODIAN_CUSTODIAN_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "custodian/managed.h"
+#include "evt/evt.h"
+
+namespace rkt {
+namespace internal {
+class custodian_state;
+}  // namespace internal
+
+class custodian {
+ public:
+  // The process's root custodian, the current one where no other was set.
+  static custodian root();
+
+  custodian(const custodian&) = default;
+  custodian& operator=(const custodian&) = default;
+
+  // Closes every resource this custodian and its descendants manage, kills
+  // their green threads (a parked one wakes at once and unwinds), empties
+  // their custodian boxes, and marks them all shut down. Idempotent; any
+  // green thread on any OS thread. When the calling thread is itself
+  // managed here, it is killed last, after everything else was shut down.
+  void shutdown_all() const;
+
+  // True once this custodian, or one of its ancestors, was shut down.
+  bool is_shut_down() const;
+
+  // What this custodian manages directly, and its subordinate custodians
+  // (empty once shut down). Racket's custodian-managed-list.
+  std::vector<std::shared_ptr<managed_resource>> managed_list() const;
+  std::vector<custodian> children() const;
+
+  // Ready once the custodian is shut down; the result is void.
+  evt<void> shutdown_evt() const;
+
+  // Registers `r`, held weakly, for `who`'s error message. Raises
+  // exn_fail_contract "<who>: the custodian has been shut down" when it is.
+  void manage(const std::shared_ptr<managed_resource>& r, const char* who) const;
+
+  bool operator==(const custodian& o) const { return st_ == o.st_; }
+
+  explicit custodian(std::shared_ptr<internal::custodian_state> st) : st_(std::move(st)) {}
+  const std::shared_ptr<internal::custodian_state>& state() const { return st_; }
+
+ private:
+  std::shared_ptr<internal::custodian_state> st_;
+};
+
+// A new custodian under `parent`. Raises exn_fail_contract when the parent
+// is shut down.
+custodian make_custodian(const custodian& parent);
+custodian make_custodian();
+
+// The calling green thread's current custodian; new green threads inherit
+// their creator's.
+custodian current_custodian();
+
+// Makes `c` the calling green thread's current custodian for a scope
+// (Racket's parameterize of current-custodian).
+class custodian_scope {
+ public:
+  explicit custodian_scope(const custodian& c);
+  ~custodian_scope();
+  custodian_scope(const custodian_scope&) = delete;
+  custodian_scope& operator=(const custodian_scope&) = delete;
+
+ private:
+  std::shared_ptr<void> saved_;
+};
+
+}  // namespace rkt
+
+#endif  // RKT_CUSTODIAN_CUSTODIAN_H_
