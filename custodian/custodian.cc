@@ -114,10 +114,15 @@ const bool spawn_hook_installed = (set_spawn_hook(&register_new_thread), true);
 custodian custodian::root() { return custodian(internal::root_state()); }
 
 void custodian::manage(const std::shared_ptr<managed_resource>& r, const char* who) const {
+  if (!try_manage(r)) internal::raise_shut_down(who);
+}
+
+bool custodian::try_manage(const std::shared_ptr<managed_resource>& r) const {
   std::lock_guard<std::mutex> g(st_->mu);
-  if (st_->shut_down.load(std::memory_order_relaxed)) internal::raise_shut_down(who);
+  if (st_->shut_down.load(std::memory_order_relaxed)) return false;
   if (st_->resources.size() % 64 == 63) st_->compact();
   st_->resources.push_back(r);
+  return true;
 }
 
 void custodian::shutdown_all() const {
@@ -154,7 +159,7 @@ std::vector<std::shared_ptr<managed_resource>> custodian::managed_list() const {
   std::vector<std::shared_ptr<managed_resource>> out;
   std::lock_guard<std::mutex> g(st_->mu);
   for (const auto& w : st_->resources) {
-    if (auto r = w.lock()) out.push_back(std::move(r));
+    if (auto r = w.lock(); r != nullptr && r->listed()) out.push_back(std::move(r));
   }
   return out;
 }

@@ -47,8 +47,9 @@ class custodian {
   // True once this custodian, or one of its ancestors, was shut down.
   bool is_shut_down() const;
 
-  // What this custodian manages directly, and its subordinate custodians
-  // (empty once shut down). Racket's custodian-managed-list.
+  // What this custodian manages directly (custodian boxes left out), and
+  // its subordinate custodians; empty once shut down. Racket's
+  // custodian-managed-list.
   std::vector<std::shared_ptr<managed_resource>> managed_list() const;
   std::vector<custodian> children() const;
 
@@ -58,6 +59,8 @@ class custodian {
   // Registers `r`, held weakly, for `who`'s error message. Raises
   // exn_fail_contract "<who>: the custodian has been shut down" when it is.
   void manage(const std::shared_ptr<managed_resource>& r, const char* who) const;
+  // As manage(), but returns false instead of raising.
+  bool try_manage(const std::shared_ptr<managed_resource>& r) const;
 
   bool operator==(const custodian& o) const { return st_ == o.st_; }
 

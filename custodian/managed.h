@@ -19,6 +19,10 @@ class managed_resource {
 
   // What it is, for listings and messages ("thread", "input port", ...).
   virtual std::string describe() const = 0;
+
+  // Whether custodian::managed_list shows it (Racket leaves custodian boxes
+  // out).
+  virtual bool listed() const { return true; }
 };
 
 }  // namespace rkt

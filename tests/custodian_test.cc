@@ -6,6 +6,8 @@
 // managed_list, and the shutdown event.
 #include "custodian/custodian.h"
 
+#include "custodian/box.h"
+
 #include <memory>
 #include <string>
 #include <thread>
@@ -222,6 +224,50 @@ TEST_F(CustodianTest, ThousandsOfCreateAndShutdownCycles) {
     await(*t);
   }
   EXPECT_TRUE(rkt::custodian::root().children().empty());
+}
+
+TEST_F(CustodianTest, BoxHoldsItsValueUntilShutdownAndIsThenReady) {
+  rkt::custodian c = rkt::make_custodian();
+  rkt::custodian_box<std::string> box(c, "kept");
+  EXPECT_EQ(box.value(), std::optional<std::string>("kept"));
+  EXPECT_FALSE(rkt::sync_timeout(absl::ZeroDuration(), box));
+  rkt::thread waiter([box] { sync_within(box); });
+  rkt::yield();
+  c.shutdown_all();
+  await(waiter);
+  EXPECT_EQ(box.value(), std::nullopt);
+  EXPECT_TRUE(rkt::sync_timeout(absl::ZeroDuration(), box));
+}
+
+TEST_F(CustodianTest, BoxUnderAShutDownCustodianStartsEmpty) {
+  rkt::custodian c = rkt::make_custodian();
+  c.shutdown_all();
+  rkt::custodian_box<int> box(c, 7);
+  EXPECT_EQ(box.value(), std::nullopt);
+  EXPECT_TRUE(rkt::sync_timeout(absl::ZeroDuration(), box));
+}
+
+TEST_F(CustodianTest, ShutdownOfAnAncestorEmptiesTheBox) {
+  rkt::custodian parent = rkt::make_custodian();
+  rkt::custodian child = rkt::make_custodian(parent);
+  auto value = std::make_shared<int>(3);
+  std::weak_ptr<int> watch = value;
+  rkt::custodian_box<std::shared_ptr<int>> box(child, std::move(value));
+  parent.shutdown_all();
+  EXPECT_EQ(box.value(), std::nullopt);
+  EXPECT_TRUE(watch.expired()) << "the box still holds its value";
+}
+
+TEST_F(CustodianTest, TheCustodianDoesNotKeepADroppedBox) {
+  rkt::custodian c = rkt::make_custodian();
+  auto value = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = value;
+  {
+    rkt::custodian_box<std::shared_ptr<int>> box(c, std::move(value));
+    // As in Racket, custodian_managed_list leaves boxes out.
+    EXPECT_TRUE(c.managed_list().empty());
+  }
+  EXPECT_TRUE(watch.expired());
 }
 
 }  // namespace
