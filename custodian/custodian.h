@@ -38,10 +38,13 @@ class custodian {
   custodian& operator=(const custodian&) = default;
 
   // Closes every resource this custodian and its descendants manage, kills
-  // their green threads (a parked one wakes at once and unwinds), empties
-  // their custodian boxes, and marks them all shut down. Idempotent; any
-  // green thread on any OS thread. When the calling thread is itself
-  // managed here, it is killed last, after everything else was shut down.
+  // their green threads, empties their custodian boxes, and marks them all
+  // shut down. Idempotent; any green thread on any OS thread. A killed
+  // thread unwinds the next time it runs (one parked in sync is woken at
+  // once); shutdown_all does not wait for that, so wait on a thread's
+  // dead_evt() to know its destructors have run. When the calling thread is
+  // itself managed here, it is killed last, after everything else was shut
+  // down: shutdown_all then raises thread_killed in it.
   void shutdown_all() const;
 
   // True once this custodian, or one of its ancestors, was shut down.
