@@ -7,11 +7,9 @@
 //
 // Invariants:
 //   - src->backend_slot is 0 while src is registered with epfd_, -1 otherwise.
-//   - wake_pending_ is true from the wake() that wrote the eventfd until the
-//     wait() that drained it; while it is true no other wake() writes.
+//   - Wakes follow wake_fd's protocol (internal/wake_fd.h).
 #include <errno.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +19,7 @@
 #include <memory>
 #include <new>
 
+#include "evt/internal/wake_fd.h"
 #include "evt/reactor.h"
 
 namespace rkt::internal {
@@ -45,11 +44,8 @@ uint32_t to_io_events(uint32_t ev) {
 
 class epoll_reactor final : public reactor {
  public:
-  epoll_reactor(int epfd, int wake_fd) : epfd_(epfd), wake_fd_(wake_fd) {}
-  ~epoll_reactor() override {
-    close(wake_fd_);
-    close(epfd_);
-  }
+  epoll_reactor(int epfd, int wake) : epfd_(epfd), waker_(wake) {}
+  ~epoll_reactor() override { close(epfd_); }
 
   const char* name() const override { return "epoll"; }
 
@@ -85,7 +81,7 @@ class epoll_reactor final : public reactor {
     for (int i = 0; i < n; ++i) {
       auto* src = static_cast<io_source*>(events_[i].data.ptr);
       if (src == nullptr) {
-        drain_wake();
+        waker_.drain();
         continue;
       }
       // Checked per event, not per batch: on_event may remove a source whose
@@ -97,16 +93,7 @@ class epoll_reactor final : public reactor {
     return delivered;
   }
 
-  void wake() override {
-    // An RMW, not a load: a load could read a stale `true` after the owner
-    // has drained the eventfd and the wake would be lost. Release pairs with
-    // the acquire in drain_wake(), so what the caller published before wake()
-    // is visible once wait() returns, even when this call writes nothing.
-    if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-    const uint64_t one = 1;
-    while (write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
+  void wake() override { waker_.wake(); }
 
   // EPOLLET reports every new readiness transition (epoll(7), "Level-triggered
   // and edge-triggered"). The caller rearms only after EAGAIN, that is after
@@ -143,21 +130,8 @@ class epoll_reactor final : public reactor {
     return epoll_wait(epfd_, events_, kMaxEvents, timeout_ms);
   }
 
-  // Runs on the owner when the eventfd is reported. The eventfd is watched
-  // level-triggered, so a value left unread would only cause another return.
-  void drain_wake() {
-    uint64_t value;
-    while (read(wake_fd_, &value, sizeof value) < 0 && errno == EINTR) {
-    }
-    // After the read: clearing first would let a wake() that lands between
-    // the two be swallowed by the read while the flag stays set, and no later
-    // wake() would write again.
-    wake_pending_.exchange(false, std::memory_order_acq_rel);
-  }
-
   const int epfd_;
-  const int wake_fd_;
-  std::atomic<bool> wake_pending_{false};
+  wake_fd waker_;
   bool have_pwait2_ = true;  // cleared on ENOSYS (kernel before 5.11)
   epoll_event events_[kMaxEvents];
 };
@@ -168,8 +142,8 @@ class epoll_reactor final : public reactor {
 std::unique_ptr<reactor> make_epoll_reactor() {
   int epfd = epoll_create1(EPOLL_CLOEXEC);
   if (epfd < 0) return nullptr;
-  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd < 0) {
+  int wfd = wake_fd::open();
+  if (wfd < 0) {
     int err = errno;
     close(epfd);
     errno = err;
@@ -178,16 +152,16 @@ std::unique_ptr<reactor> make_epoll_reactor() {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.ptr = nullptr;  // no io_source is null: marks the eventfd
-  if (epoll_ctl(epfd, EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
+  if (epoll_ctl(epfd, EPOLL_CTL_ADD, wfd, &ev) != 0) {
     int err = errno;
-    close(wake_fd);
+    close(wfd);
     close(epfd);
     errno = err;
     return nullptr;
   }
-  auto* r = new (std::nothrow) epoll_reactor(epfd, wake_fd);
+  auto* r = new (std::nothrow) epoll_reactor(epfd, wfd);
   if (r == nullptr) {
-    close(wake_fd);
+    close(wfd);
     close(epfd);
     errno = ENOMEM;
   }

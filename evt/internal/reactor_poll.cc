@@ -16,11 +16,10 @@
 //     eventfd, so wait() never allocates.
 //   - waiting_ is true while wait() reads want and sleeps in ppoll(); a
 //     rearm() that adds a direction during that window calls wake().
-//   - wake_pending_: as in reactor_epoll.cc.
+//   - Wakes follow wake_fd's protocol (internal/wake_fd.h).
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 #include <new>
 #include <vector>
 
+#include "evt/internal/wake_fd.h"
 #include "evt/reactor.h"
 
 namespace rkt::internal {
@@ -68,8 +68,7 @@ uint32_t to_io_events(short re) {
 
 class poll_reactor final : public reactor {
  public:
-  explicit poll_reactor(int wake_fd) : wake_fd_(wake_fd) {}
-  ~poll_reactor() override { close(wake_fd_); }
+  explicit poll_reactor(int wake) : waker_(wake) {}
 
   // Room for the eventfd's pollfd; false when out of memory.
   bool init() noexcept {
@@ -121,7 +120,7 @@ class poll_reactor final : public reactor {
     waiting_.store(true, std::memory_order_seq_cst);
     pfds_.clear();
     polled_.clear();
-    pfds_.push_back(pollfd{wake_fd_, POLLIN, 0});
+    pfds_.push_back(pollfd{waker_.fd(), POLLIN, 0});
     for (io_source* src : sources_) {
       const uint32_t want = src->want.load(std::memory_order_seq_cst) & kDirections;
       if (want == 0) continue;
@@ -142,7 +141,7 @@ class poll_reactor final : public reactor {
     if (n < 0) return err == EINTR ? 0 : -err;
     if (n == 0) return 0;
 
-    if (pfds_[0].revents != 0) drain_wake();
+    if (pfds_[0].revents != 0) waker_.drain();
     int delivered = 0;
     for (size_t i = 1; i < pfds_.size(); ++i) {
       if (pfds_[i].revents == 0) continue;
@@ -161,14 +160,7 @@ class poll_reactor final : public reactor {
     return delivered;
   }
 
-  void wake() override {
-    // See reactor_epoll.cc: an RMW so that no wake is lost, release/acquire
-    // with drain_wake().
-    if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-    const uint64_t one = 1;
-    while (write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
+  void wake() override { waker_.wake(); }
 
   void rearm(io_source* src, uint32_t dirs) override {
     dirs &= kDirections;
@@ -187,17 +179,7 @@ class poll_reactor final : public reactor {
     uint32_t want;  // the directions polled for src in this wait()
   };
 
-  // Runs on the owner when the eventfd is reported; reads before clearing
-  // the flag, for the reason given in reactor_epoll.cc.
-  void drain_wake() {
-    uint64_t value;
-    while (read(wake_fd_, &value, sizeof value) < 0 && errno == EINTR) {
-    }
-    wake_pending_.exchange(false, std::memory_order_acq_rel);
-  }
-
-  const int wake_fd_;
-  std::atomic<bool> wake_pending_{false};
+  wake_fd waker_;
   std::atomic<bool> waiting_{false};
   std::vector<io_source*> sources_;
   std::vector<pollfd> pfds_;
@@ -208,17 +190,17 @@ class poll_reactor final : public reactor {
 
 // Returns nullptr, with errno set, if a descriptor or the memory is refused.
 std::unique_ptr<reactor> make_poll_reactor() {
-  int wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd < 0) return nullptr;
-  std::unique_ptr<poll_reactor> r(new (std::nothrow) poll_reactor(wake_fd));
+  int wfd = wake_fd::open();
+  if (wfd < 0) return nullptr;
+  std::unique_ptr<poll_reactor> r(new (std::nothrow) poll_reactor(wfd));
   if (r == nullptr) {
-    close(wake_fd);
+    close(wfd);
     errno = ENOMEM;
     return nullptr;
   }
   if (!r->init()) {
     errno = ENOMEM;
-    return nullptr;  // ~poll_reactor closes wake_fd
+    return nullptr;  // ~poll_reactor closes wfd
   }
   return r;
 }
