@@ -207,15 +207,22 @@ evt<T> choice_evt(const std::vector<evt<T>>& es) {
   return evt<T>(make_node<internal::choice_node>(std::move(children)));
 }
 
+namespace internal {
+// wrap_evt and handle_evt differ only in the node's kind.
+template <evt_node::kind K, class E, class F>
+auto make_wrap(const E& e, F f) {
+  using U = evt_result_t<E>;
+  using T = wrap_result_t<U, F>;
+  return evt<T>(make_node<typed_wrap_node<U, T, F>>(K, evt<U>(e).node(), std::move(f)));
+}
+}  // namespace internal
+
 // Ready when `e` is; the result is f(result of e), computed by the syncing
 // thread after the commit.
 template <class E, class F>
   requires evt_like<E>
 auto wrap_evt(const E& e, F f) {
-  using U = evt_result_t<E>;
-  using T = internal::wrap_result_t<U, F>;
-  return evt<T>(make_node<internal::typed_wrap_node<U, T, F>>(
-      evt_node::kind::wrap, evt<U>(e).node(), std::move(f)));
+  return internal::make_wrap<evt_node::kind::wrap>(e, std::move(f));
 }
 
 // Like wrap_evt, but f runs after sync has finished (in tail position),
@@ -223,10 +230,7 @@ auto wrap_evt(const E& e, F f) {
 template <class E, class F>
   requires evt_like<E>
 auto handle_evt(const E& e, F f) {
-  using U = evt_result_t<E>;
-  using T = internal::wrap_result_t<U, F>;
-  return evt<T>(make_node<internal::typed_wrap_node<U, T, F>>(
-      evt_node::kind::handle, evt<U>(e).node(), std::move(f)));
+  return internal::make_wrap<evt_node::kind::handle>(e, std::move(f));
 }
 
 // An event maker: each sync calls maker() at most once and uses its result.
