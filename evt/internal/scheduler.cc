@@ -293,14 +293,13 @@ int scheduler::poll_io(int64_t timeout_ns) {
 }
 
 int scheduler::add_io(io_source* src) {
-  if (src == nullptr) return 0;
   int rc = reactor_->add(src);
   if (rc == 0) ++io_sources_;
   return rc;
 }
 
 void scheduler::remove_io(io_source* src) {
-  if (src == nullptr || src->removed) return;
+  if (src->removed) return;
   reactor_->remove(src);
   --io_sources_;
 }
