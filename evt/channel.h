@@ -16,10 +16,13 @@
 // Invariants (channel_state, under mu_):
 //   - getters_ and putters_ hold the waiters of armed syncs; a waiter's
 //     `data` is its put event (putters_) so the value can be read.
+//   - has_getters_/has_putters_ equal !getters_.empty()/!putters_.empty()
+//     whenever mu_ is free.
 //   - A get and a put of the same sync never match each other.
 #ifndef RKT_EVT_CHANNEL_H_
 #define RKT_EVT_CHANNEL_H_
 
+#include <atomic>
 #include <optional>
 #include <type_traits>
 #include <utility>
@@ -64,18 +67,21 @@ bool rendezvous(self_ref& self, waiter_list& partners, Commit&& commit) {
 template <class T>
 class channel_state final : public base_evt<T> {
  public:
-  // The get side.
+  // The get side. A poll that finds no putter queued returns without the
+  // lock; it is then ordered before any putter still arming, and a blocking
+  // sync re-checks under the lock when it arms.
   bool try_sync(self_ref& self) override {
-    spinlock_guard g(mu_);
+    if (!has_putters_.load(std::memory_order_acquire)) return false;
+    locked g(*this);
     return take_from_putter(self);
   }
   void arm(waiter& w) override {
-    spinlock_guard g(mu_);
+    locked g(*this);
     self_ref self(w);
     if (!take_from_putter(self) && !w.op->synced()) getters_.push_back(&w);
   }
   void disarm(waiter& w) noexcept override {
-    spinlock_guard g(mu_);
+    locked g(*this);
     getters_.remove(&w);
   }
   const char* name() const override { return "channel"; }
@@ -100,9 +106,29 @@ class channel_state final : public base_evt<T> {
     });
   }
 
+  // Holds mu_ and, on the way out, publishes whether each queue is empty
+  // for the lock-free polls.
+  class locked {
+   public:
+    explicit locked(channel_state& ch) : ch_(ch) { ch_.mu_.lock(); }
+    ~locked() {
+      ch_.has_getters_.store(!ch_.getters_.empty(), std::memory_order_release);
+      ch_.has_putters_.store(!ch_.putters_.empty(), std::memory_order_release);
+      ch_.mu_.unlock();
+    }
+    locked(const locked&) = delete;
+    locked& operator=(const locked&) = delete;
+
+   private:
+    channel_state& ch_;
+  };
+
   spinlock mu_;
   waiter_list getters_;  // guarded by mu_
   waiter_list putters_;  // guarded by mu_
+  // Mirrors of !getters_.empty() and !putters_.empty(), written under mu_.
+  std::atomic<bool> has_getters_{false};
+  std::atomic<bool> has_putters_{false};
 };
 
 template <class T>
@@ -117,17 +143,18 @@ class channel_put_evt final : public base_evt<void> {
       : ch_(ch), value_(std::move(value)), moves_(true) {}
 
   bool try_sync(self_ref& self) override {
-    spinlock_guard g(ch_->mu_);
+    if (!ch_->has_getters_.load(std::memory_order_acquire)) return false;
+    typename channel_state<T>::locked g(*ch_);
     return ch_->give_to_getter(self, *this);
   }
   void arm(waiter& w) override {
     w.data = this;
-    spinlock_guard g(ch_->mu_);
+    typename channel_state<T>::locked g(*ch_);
     self_ref self(w);
     if (!ch_->give_to_getter(self, *this) && !w.op->synced()) ch_->putters_.push_back(&w);
   }
   void disarm(waiter& w) noexcept override {
-    spinlock_guard g(ch_->mu_);
+    typename channel_state<T>::locked g(*ch_);
     ch_->putters_.remove(&w);
   }
   const char* name() const override { return "channel-put-evt"; }
