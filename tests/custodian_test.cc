@@ -4,6 +4,9 @@
 // through subordinates and from another OS thread, the thread that shuts
 // down its own custodian, refusal to manage under a shut-down custodian,
 // managed_list, and the shutdown event.
+//
+// The rkt::sleep here parks a thread for the shutdown to kill (behaviour
+// under test), never a wait for another thread: those use sync_within.
 #include "custodian/custodian.h"
 
 #include "custodian/box.h"

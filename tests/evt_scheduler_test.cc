@@ -372,6 +372,25 @@ class IoHandleTest : public SchedulerTest {
   bool readable_now() { return ready_now(h_->readable_evt()); }
   bool writable_now() { return ready_now(h_->writable_evt()); }
 
+  // Parks a green thread of another OS thread on readable_evt, runs `wake`
+  // here, and waits (bounded) until that reader has returned.
+  void wake_reader_on_another_os_thread(const std::function<void()>& wake) {
+    rkt::semaphore parked;
+    rkt::semaphore worker_done;
+    std::jthread worker = start_os_thread([&] {
+      rkt::thread reader([&] {
+        parked.post();
+        rkt::sync(h().readable_evt());
+      });
+      await(reader);
+      worker_done.post();
+    });
+    sync_within(parked);
+    wake();
+    sync_within(worker_done);
+    worker.join();
+  }
+
  private:
   int sv_[2] = {-1, -1};
   rkt::node_ref<rkt::io_handle> h_;
@@ -543,40 +562,15 @@ TEST_F(IoHandleTest, ReaderAndWriterLoopsFollowingTheProtocolPassEveryByte) {
 // The handle belongs to the main OS thread's reactor, but its events may be
 // synced from another OS thread's green thread.
 TEST_F(IoHandleTest, EvtsOfAHandleCanBeSyncedFromAnotherOsThread) {
-  rkt::semaphore parked;
-  rkt::semaphore worker_done;
-  std::jthread worker = start_os_thread([&] {
-    rkt::thread reader([&] {
-      parked.post();
-      rkt::sync(h().readable_evt());
-    });
-    await(reader);
-    worker_done.post();
-  });
-  sync_within(parked);
-  write_all(peer(), "x");
-  sync_within(worker_done);  // main parks here: its reactor sees the fd
-  worker.join();
+  // main parks in the wait for the reader: its reactor sees the fd.
+  wake_reader_on_another_os_thread([&] { write_all(peer(), "x"); });
   EXPECT_EQ(read_available(local()), "x");
 }
 
 // close() runs on the handle's own OS thread and wakes a waiter parked on
 // another.
 TEST_F(IoHandleTest, CloseWakesAWaiterParkedOnAnotherOsThread) {
-  rkt::semaphore parked;
-  rkt::semaphore worker_done;
-  std::jthread worker = start_os_thread([&] {
-    rkt::thread reader([&] {
-      parked.post();
-      rkt::sync(h().readable_evt());
-    });
-    await(reader);
-    worker_done.post();
-  });
-  sync_within(parked);
-  h().close();
-  sync_within(worker_done);
-  worker.join();
+  wake_reader_on_another_os_thread([&] { h().close(); });
   EXPECT_TRUE(h().closed());
 }
 

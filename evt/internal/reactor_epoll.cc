@@ -19,6 +19,7 @@
 #include <memory>
 #include <new>
 
+#include "evt/internal/kernel_timeout.h"
 #include "evt/internal/wake_fd.h"
 #include "evt/reactor.h"
 
@@ -110,14 +111,8 @@ class epoll_reactor final : public reactor {
   int epoll_wait_ns(int64_t timeout_ns) {
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 35)
     if (have_pwait2_) {
-      timespec ts{};
-      timespec* tsp = nullptr;
-      if (timeout_ns >= 0) {
-        ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-        ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-        tsp = &ts;
-      }
-      int n = epoll_pwait2(epfd_, events_, kMaxEvents, tsp, nullptr);
+      timespec ts;
+      int n = epoll_pwait2(epfd_, events_, kMaxEvents, to_timespec(timeout_ns, ts), nullptr);
       if (n >= 0 || errno != ENOSYS) return n;
       have_pwait2_ = false;
     }

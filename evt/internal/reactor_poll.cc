@@ -29,6 +29,7 @@
 #include <new>
 #include <vector>
 
+#include "evt/internal/kernel_timeout.h"
 #include "evt/internal/wake_fd.h"
 #include "evt/reactor.h"
 
@@ -128,14 +129,8 @@ class poll_reactor final : public reactor {
       polled_.push_back(polled{src, want});
     }
 
-    timespec ts{};
-    timespec* tsp = nullptr;
-    if (timeout_ns >= 0) {
-      ts.tv_sec = static_cast<time_t>(timeout_ns / 1'000'000'000);
-      ts.tv_nsec = static_cast<long>(timeout_ns % 1'000'000'000);
-      tsp = &ts;
-    }
-    const int n = ppoll(pfds_.data(), pfds_.size(), tsp, nullptr);
+    timespec ts;
+    const int n = ppoll(pfds_.data(), pfds_.size(), to_timespec(timeout_ns, ts), nullptr);
     const int err = errno;
     waiting_.store(false, std::memory_order_seq_cst);
     if (n < 0) return err == EINTR ? 0 : -err;
