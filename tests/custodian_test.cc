@@ -11,6 +11,7 @@
 
 #include "custodian/box.h"
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,15 +35,10 @@ using ::rkt::test::ready_now;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::sync_within;
+using ::rkt::test::unwind_counter;
 using ::testing::HasSubstr;
 
 class CustodianTest : public rkt::test::clean_test {};
-
-// Counts destructor runs, to see a killed thread's stack unwind.
-struct unwind_counter {
-  int* n;
-  ~unwind_counter() { ++*n; }
-};
 
 TEST_F(CustodianTest, TheRootIsCurrentByDefault) {
   EXPECT_EQ(rkt::current_custodian(), rkt::custodian::root());
@@ -72,25 +68,25 @@ TEST_F(CustodianTest, NewThreadsInheritTheCurrentCustodian) {
 
 TEST_F(CustodianTest, ShutdownKillsThreadsParkedOnAChannelAndInSleep) {
   rkt::custodian c = rkt::make_custodian();
-  int unwound = 0;
+  std::atomic<int> unwound{0};
   rkt::channel<int> never;
   rkt::semaphore ready;
   std::vector<rkt::thread> ts;
   {
     rkt::custodian_scope in(c);
     ts.push_back(spawn_parked(ready, [&] {
-      unwind_counter u{&unwound};
+      unwind_counter u(unwound);
       never.get();
     }));
     ts.push_back(spawn_parked(ready, [&] {
-      unwind_counter u{&unwound};
+      unwind_counter u(unwound);
       rkt::sleep(absl::Hours(1));
     }));
   }
   EXPECT_EQ(c.managed_list().size(), 2u);
   c.shutdown_all();
   for (const rkt::thread& t : ts) await(t);
-  EXPECT_EQ(unwound, 2);
+  EXPECT_EQ(unwound.load(), 2);
   EXPECT_TRUE(c.is_shut_down());
   EXPECT_TRUE(c.managed_list().empty());
 }
@@ -150,7 +146,7 @@ TEST_F(CustodianTest, AThreadThatShutsDownItsOwnCustodianDiesAfterTheRest) {
   rkt::custodian c = rkt::make_custodian();
   rkt::channel<int> never;
   rkt::semaphore ready;
-  int unwound = 0;
+  std::atomic<int> unwound{0};
   bool other_dead_when_self_killed = false;
   std::optional<rkt::thread> other;
   std::optional<rkt::thread> self;
@@ -158,7 +154,7 @@ TEST_F(CustodianTest, AThreadThatShutsDownItsOwnCustodianDiesAfterTheRest) {
     rkt::custodian_scope in(c);
     other.emplace(spawn_parked(ready, [&] { never.get(); }));
     self.emplace([&, c] {
-      unwind_counter u{&unwound};
+      unwind_counter u(unwound);
       try {
         c.shutdown_all();
       } catch (...) {
@@ -171,7 +167,7 @@ TEST_F(CustodianTest, AThreadThatShutsDownItsOwnCustodianDiesAfterTheRest) {
   }
   await(*self);
   await(*other);
-  EXPECT_EQ(unwound, 1);
+  EXPECT_EQ(unwound.load(), 1);
   EXPECT_TRUE(other_dead_when_self_killed);
 }
 

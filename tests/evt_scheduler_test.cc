@@ -43,20 +43,12 @@
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::unwind_counter;
 using ::rkt::test::await;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::ready_now;
 using ::testing::IsEmpty;
-
-// Counts its destructions: proves that a stack was unwound.
-struct unwind_counter {
-  explicit unwind_counter(std::atomic<int>& n) : count(n) {}
-  unwind_counter(const unwind_counter&) = delete;
-  unwind_counter& operator=(const unwind_counter&) = delete;
-  ~unwind_counter() { count.fetch_add(1); }
-  std::atomic<int>& count;
-};
 
 // Every test here checks that it leaves no fd behind. The main OS thread's
 // scheduler makes its own fds on first use and keeps them, so it is touched

@@ -47,6 +47,7 @@
 namespace {
 
 using ::rkt::test::sync_within;
+using ::rkt::test::unwind_counter;
 using ::rkt::test::await;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::spawn_parked;
@@ -66,15 +67,6 @@ bool kill_within(const rkt::thread& t) {
   await(killer);
   return *dead_on_return;
 }
-
-// Counts its destructions: proves that a stack was unwound.
-struct unwind_counter {
-  explicit unwind_counter(std::atomic<int>& n) : count(n) {}
-  unwind_counter(const unwind_counter&) = delete;
-  unwind_counter& operator=(const unwind_counter&) = delete;
-  ~unwind_counter() { count.fetch_add(1); }
-  std::atomic<int>& count;
-};
 
 std::any receive_within(absl::Duration d = rkt::test::kHangBound) {
   sync_within(rkt::thread_receive_evt(), d);

@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <exception>
 #include <functional>
 #include <optional>
@@ -74,6 +75,15 @@ class scoped_thread {
 
  private:
   rkt::thread t_;
+};
+
+// Counts its destructions: proves that a stack was unwound.
+struct unwind_counter {
+  explicit unwind_counter(std::atomic<int>& n) : count(n) {}
+  unwind_counter(const unwind_counter&) = delete;
+  unwind_counter& operator=(const unwind_counter&) = delete;
+  ~unwind_counter() { count.fetch_add(1); }
+  std::atomic<int>& count;
 };
 
 // Checks that each test leaves no green thread of this OS thread alive and
