@@ -58,13 +58,18 @@ void io_handle::consume(uint64_t seen, uint32_t dirs) {
   if (error_ == 0) sched_->io().rearm(this, dirs);
 }
 
-void io_handle::on_ready(uint32_t events) {
+void io_handle::on_ready_bits(uint32_t events) {
   uint64_t cur = state_.load(std::memory_order_relaxed);
   uint64_t next;
   do {
     next = (((cur >> 8) + 1) << 8) | ((cur | events) & 0xff);
   } while (!state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel));
+}
+
+void io_handle::on_ready(uint32_t events) {
+  on_ready_bits(events);
   wake(events);
+  if (listener_ != nullptr) listener_->on_io(events);
 }
 
 void io_handle::wake(uint32_t events) {

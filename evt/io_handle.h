@@ -35,6 +35,17 @@ namespace internal {
 class scheduler;
 }  // namespace internal
 
+// Told of every readiness report of a handle, on the owning OS thread, after
+// the handle's own waiters were woken. Ports use it to serve the reads and
+// writes parked on them.
+class io_listener {
+ public:
+  virtual void on_io(uint32_t events) noexcept = 0;
+
+ protected:
+  ~io_listener() = default;
+};
+
 class io_handle final : public internal::io_source {
  public:
   static constexpr uint32_t kClosed = 1u << 4;
@@ -67,6 +78,17 @@ class io_handle final : public internal::io_source {
   // Ready when the fd is writable (or in error, or the handle is closed).
   evt<void> writable_evt();
 
+  // Sets (or, with nullptr, clears) the listener. Requires: the owning OS
+  // thread, or no report can arrive yet (before the first sync).
+  void set_listener(io_listener* l) { listener_ = l; }
+
+  // Records `dirs` as ready without a report from the kernel, so that the
+  // first read or write is attempted instead of waiting for one.
+  void assume_ready(uint32_t dirs) { on_ready_bits(dirs); }
+
+  // The scheduler whose reactor owns the handle.
+  internal::scheduler& owner() const { return *sched_; }
+
   // Wakes every waiter and unregisters the fd. Idempotent. Requires: the
   // owning OS thread.
   void close();
@@ -82,9 +104,11 @@ class io_handle final : public internal::io_source {
   explicit io_handle(int fd);
   ~io_handle();
   void wake(uint32_t dirs);
+  void on_ready_bits(uint32_t events);
 
   mutable std::atomic<uint32_t> refs_{0};
   internal::scheduler* const sched_;
+  io_listener* listener_ = nullptr;  // owner thread
   int error_ = 0;
   std::atomic<uint64_t> state_{0};
   internal::spinlock mu_;

@@ -92,6 +92,7 @@ scheduler::scheduler()
 }
 
 scheduler::~scheduler() {
+  drain_inbox();  // run the tasks posted since the last idle loop
   // The root is dead too now: wake whoever waits for it.
   mark_dead(root_);
   root_->release();
@@ -227,6 +228,23 @@ void scheduler::make_runnable_remote(thread_state* t) {
     inbox_tail_ = t;
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
   }
+  wake_from_remote();
+}
+
+void scheduler::post(absl::AnyInvocable<void()> task) {
+  if (tls_scheduler == this) {
+    task();
+    return;
+  }
+  {
+    spinlock_guard g(inbox_lock_);
+    inbox_tasks_.push_back(std::move(task));
+    inbox_nonempty_.store(true, std::memory_order_seq_cst);
+  }
+  wake_from_remote();
+}
+
+void scheduler::wake_from_remote() {
   // Pairs with the store of sleeping_ before the reactor wait in pick_next:
   // either that wait sees the inbox non-empty, or we see it sleeping.
   if (sleeping_.load(std::memory_order_seq_cst)) reactor_->wake();
@@ -234,12 +252,15 @@ void scheduler::make_runnable_remote(thread_state* t) {
 
 void scheduler::drain_inbox() {
   thread_state* head;
+  std::vector<absl::AnyInvocable<void()>> tasks;
   {
     spinlock_guard g(inbox_lock_);
     head = inbox_head_;
     inbox_head_ = inbox_tail_ = nullptr;
+    tasks.swap(inbox_tasks_);
     inbox_nonempty_.store(false, std::memory_order_relaxed);
   }
+  for (auto& task : tasks) task();
   while (head != nullptr) {
     thread_state* next = head->inbox_next;
     head->inbox_next = nullptr;

@@ -33,6 +33,7 @@
 #include <deque>
 #include <memory>
 #include <memory_resource>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "evt/evt_impl.h"
@@ -143,6 +144,12 @@ class scheduler {
     }
   }
 
+  // Runs `task` on this scheduler's OS thread: at once when called there,
+  // otherwise from its idle loop soon after (the scheduler is woken). A task
+  // must not park. Tasks still queued when the OS thread exits run during
+  // its teardown. Used to close fd resources on the reactor's owner.
+  void post(absl::AnyInvocable<void()> task);
+
   // Requires: called by the running thread. Parks it (see the protocol).
   // Inline, like the rest of the switch path: every frame between the
   // caller and the stack switch costs a mispredicted return afterwards.
@@ -232,6 +239,7 @@ class scheduler {
     return t;
   }
   void drain_inbox();
+  void wake_from_remote();
   bool fire_due_timers();
   void fire_idle_waiters();
   int poll_io(int64_t timeout_ns);
@@ -251,6 +259,7 @@ class scheduler {
   spinlock inbox_lock_;
   thread_state* inbox_head_ = nullptr;  // guarded by inbox_lock_
   thread_state* inbox_tail_ = nullptr;  // guarded by inbox_lock_
+  std::vector<absl::AnyInvocable<void()>> inbox_tasks_;  // guarded by inbox_lock_
   std::atomic<bool> inbox_nonempty_{false};
   std::atomic<bool> sleeping_{false};
 

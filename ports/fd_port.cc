@@ -1,0 +1,407 @@
+// fd ports: fd_input and fd_output are the two sides of one fd_link, which
+// owns the descriptor and its io_handle and closes them when both sides are
+// done with it. A readiness report reaches the link (an io_listener), which
+// serves the reads and writes parked on either side.
+//
+// Regular files cannot be waited on (epoll refuses them, and they are
+// always ready), so a file's link has no io_handle and its reads and writes
+// never park.
+//
+// Locking: fd_link::mu guards in/out/sides; it is taken before a side's mu
+// (on_io), never after, so a side calls release() with its own mu released.
+// The io_handle and the descriptor are closed on the reactor's owner thread
+// (scheduler::post), so a report never reaches a closed handle and the
+// descriptor number is not reused while the reactor still knows it.
+#include "ports/fd_port.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include "custodian/custodian.h"
+#include "custodian/managed.h"
+#include "evt/exn.h"
+#include "evt/internal/scheduler.h"
+#include "evt/io_handle.h"
+#include "ports/internal/input_core.h"
+#include "ports/internal/output_core.h"
+
+namespace rkt {
+namespace {
+
+class fd_input;
+class fd_output;
+
+constexpr uint32_t kReadReady = internal::kReadable | internal::kHangup | internal::kError |
+                                io_handle::kClosed;
+constexpr uint32_t kWriteReady = internal::kWritable | internal::kHangup | internal::kError |
+                                 io_handle::kClosed;
+
+class fd_link final : public io_listener, public std::enable_shared_from_this<fd_link> {
+ public:
+  enum side : uint8_t { kInput = 1, kOutput = 2 };
+
+  fd_link(int fd, bool socket, node_ref<io_handle> io)
+      : fd_(fd), socket_(socket), io_(std::move(io)) {}
+
+  int fd() const { return fd_; }
+  bool socket() const { return socket_; }
+  io_handle* io() const { return io_.get(); }
+
+  // Whether the side may try the fd in direction `dirs` now. Files always
+  // may; otherwise only after a report (or the first time).
+  bool may_try(uint32_t dirs, uint64_t& seen) const {
+    if (!io_) return true;
+    seen = io_->readiness();
+    return (io_handle::bits(seen) & dirs) != 0;
+  }
+  // The side saw EAGAIN for `dir` after may_try returned `seen`.
+  void saw_again(uint64_t seen, uint32_t dir) const {
+    if (io_) io_->consume(seen, dir);
+  }
+
+  // Attaches the sides (the constructor of make_fd_ports, before any report).
+  void attach(fd_input* in, fd_output* out) {
+    std::lock_guard<std::mutex> g(mu_);
+    in_ = in;
+    out_ = out;
+    sides_ = (in != nullptr ? kInput : 0) | (out != nullptr ? kOutput : 0);
+    if (io_) io_->set_listener(this);
+  }
+
+  void on_io(uint32_t events) noexcept override;
+
+  // A side is closed: shut that direction of a socket down while the other
+  // is open; close everything when neither is. Requires: the side's mu
+  // released.
+  void release(side s);
+  // The side's destructor: no report may reach it any more.
+  void detach(side s) {
+    std::lock_guard<std::mutex> g(mu_);
+    if (s == kInput) in_ = nullptr;
+    if (s == kOutput) out_ = nullptr;
+  }
+
+ private:
+  const int fd_;
+  const bool socket_;
+  const node_ref<io_handle> io_;
+  std::mutex mu_;
+  fd_input* in_ = nullptr;    // guarded by mu_
+  fd_output* out_ = nullptr;  // guarded by mu_
+  uint8_t sides_ = 0;         // the sides not yet released; guarded by mu_
+};
+
+std::exception_ptr fd_error(bool socket, const std::string& what, int error) {
+  if (socket) return std::make_exception_ptr(exn_fail_network(errno_message(what, error), error));
+  return std::make_exception_ptr(exn_fail_filesystem(errno_message(what, error), error));
+}
+
+class fd_input final : public internal::input_core, public managed_resource {
+ public:
+  fd_input(std::shared_ptr<fd_link> link, std::string name)
+      : input_core(std::move(name), mu_), link_(std::move(link)) {}
+  ~fd_input() override {
+    close();
+    link_->detach(fd_link::kInput);
+  }
+
+  internal::byte_buffer& buffer() override { return buffer_; }
+
+  fill_status fill_locked(int& error) override {
+    const std::size_t want = mode_ == buffer_mode::none ? 1 : output_core_buffer();
+    fill_status st;
+    std::size_t n = 0;
+    st = read_into(buffer_.prepare(want), want, n, error);
+    if (st == fill_status::progress) buffer_.commit(n);
+    return st;
+  }
+
+  bool read_direct_locked(std::span<char> dst, fill_status& st, std::size_t& n,
+                          int& error) override {
+    if (mode_ == buffer_mode::none || eof_pending_ || error_pending_ != 0) return false;
+    st = read_into(dst.data(), dst.size(), n, error);
+    if (st == fill_status::eof) eof_pending_ = true;
+    if (st == fill_status::error) {
+      error_pending_ = error;  // the generic path reports it
+      st = fill_status::would_block;
+    }
+    return true;
+  }
+
+  std::exception_ptr system_error(const char* who, int error) const override {
+    return fd_error(link_->socket(),
+                    std::string(who) + ": error reading from stream port\n  port: " + name(),
+                    error);
+  }
+  std::optional<buffer_mode> buffer_mode_locked() const override { return mode_; }
+  bool set_buffer_mode_locked(buffer_mode m) override {
+    mode_ = m;
+    return true;
+  }
+  void after_close() override { link_->release(fd_link::kInput); }
+
+  void shut_down_by_custodian() noexcept override { close(); }
+  std::string describe() const override { return "input port " + name(); }
+
+ private:
+  static std::size_t output_core_buffer() { return internal::output_core::kBufferSize; }
+
+  fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error) {
+    uint64_t seen = 0;
+    if (!link_->may_try(kReadReady, seen)) return fill_status::would_block;
+    ssize_t r;
+    do {
+      r = ::read(link_->fd(), p, len);
+    } while (r < 0 && errno == EINTR);
+    if (r > 0) {
+      n = static_cast<std::size_t>(r);
+      return fill_status::progress;
+    }
+    if (r == 0) return fill_status::eof;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      link_->saw_again(seen, internal::kReadable);
+      return fill_status::would_block;
+    }
+    error = errno;
+    return fill_status::error;
+  }
+
+  std::mutex mu_;
+  const std::shared_ptr<fd_link> link_;
+  internal::byte_buffer buffer_;             // guarded by mu_
+  buffer_mode mode_ = buffer_mode::block;  // guarded by mu_
+};
+
+class fd_output final : public internal::output_core, public managed_resource {
+ public:
+  fd_output(std::shared_ptr<fd_link> link, std::string name)
+      : output_core(std::move(name), mu_, buffer_mode::block), link_(std::move(link)) {}
+  ~fd_output() override {
+    close_without_waiting();
+    link_->detach(fd_link::kOutput);
+  }
+
+  sink_result sink_write_locked(std::string_view bytes) override {
+    uint64_t seen = 0;
+    if (!link_->may_try(kWriteReady, seen)) return {};
+    ssize_t r;
+    do {
+      r = link_->socket() ? ::send(link_->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL)
+                          : ::write(link_->fd(), bytes.data(), bytes.size());
+    } while (r < 0 && errno == EINTR);
+    if (r >= 0) return sink_result{static_cast<std::size_t>(r), 0};
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      link_->saw_again(seen, internal::kWritable);
+      return {};
+    }
+    return sink_result{0, errno};
+  }
+  bool sink_ready_locked() const override {
+    uint64_t seen = 0;
+    return link_->may_try(kWriteReady, seen);
+  }
+  std::exception_ptr system_error(const char* who, int error) const override {
+    return fd_error(link_->socket(),
+                    std::string(who) + ": error writing to stream port\n  port: " + name(),
+                    error);
+  }
+  void after_close() override { link_->release(fd_link::kOutput); }
+
+  // One flush attempt that does not wait, then close: a custodian shutdown
+  // or a dropped handle must not block on a peer that does not read.
+  void close_without_waiting() noexcept {
+    {
+      lock l(*this);
+      int error = 0;
+      if (!closed_locked()) (void)flush_some_locked(error);
+    }
+    close_now();
+  }
+
+  void shut_down_by_custodian() noexcept override { close_without_waiting(); }
+  std::string describe() const override { return "output port " + name(); }
+
+ private:
+  std::mutex mu_;
+  const std::shared_ptr<fd_link> link_;
+};
+
+void fd_link::on_io(uint32_t /*events*/) noexcept {
+  std::lock_guard<std::mutex> g(mu_);
+  if (in_ != nullptr) in_->serve();
+  if (out_ != nullptr) out_->serve();
+}
+
+void fd_link::release(side s) {
+  bool last;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if ((sides_ & s) == 0) return;
+    sides_ &= ~s;
+    last = sides_ == 0;
+    if (!last && socket_) {
+      // Half-close; ENOTCONN (the peer is gone) needs nothing more.
+      (void)::shutdown(fd_, s == kInput ? SHUT_RD : SHUT_WR);
+    }
+  }
+  if (!last) return;
+  auto close_all = [self = shared_from_this()] {
+    if (self->io_) {
+      self->io_->set_listener(nullptr);
+      self->io_->close();
+    }
+    ::close(self->fd_);
+  };
+  if (io_) {
+    io_->owner().post(std::move(close_all));
+  } else {
+    close_all();
+  }
+}
+
+// A write to an OS pipe whose reader is gone raises SIGPIPE, which kills a
+// process by default; sockets avoid it with MSG_NOSIGNAL, other descriptors
+// need it ignored. Done once, and only while the disposition is the default,
+// so a program's own handler is kept.
+void ignore_sigpipe_once() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction old {};
+    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+      ::signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
+// The link for `fd`, made non-blocking and registered with the reactor.
+// Closes fd and raises when that fails.
+std::shared_ptr<fd_link> make_link(int fd, const char* who) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    throw exn_fail_filesystem(errno_message(std::string(who) + ": bad file descriptor", e), e);
+  }
+  const bool socket = S_ISSOCK(st.st_mode);
+  if (!socket) ignore_sigpipe_once();
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    const int e = errno;
+    ::close(fd);
+    std::rethrow_exception(fd_error(socket, std::string(who) + ": cannot make non-blocking", e));
+  }
+  node_ref<io_handle> io;
+  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    io = io_handle::create(fd);
+    if (io->error() != 0) {
+      const int e = io->error();
+      io = node_ref<io_handle>();
+      ::close(fd);
+      std::rethrow_exception(fd_error(socket, std::string(who) + ": cannot register descriptor", e));
+    }
+    io->assume_ready(internal::kReadable | internal::kWritable);
+  }
+  return std::make_shared<fd_link>(fd, socket, std::move(io));
+}
+
+template <class Core>
+std::shared_ptr<Core> make_side(const std::shared_ptr<fd_link>& link, const std::string& name) {
+  return std::make_shared<Core>(link, name);
+}
+
+}  // namespace
+
+std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const char* who) {
+  std::shared_ptr<fd_link> link = make_link(fd, who);
+  auto in = make_side<fd_input>(link, name);
+  auto out = make_side<fd_output>(link, name);
+  link->attach(in.get(), out.get());
+  // If the custodian refuses them, the sides close (and so the fd) as they go.
+  custodian c = current_custodian();
+  c.manage(in, who);
+  c.manage(out, who);
+  return {input_port(std::move(in)), output_port(std::move(out))};
+}
+
+input_port make_fd_input_port(int fd, std::string name, const char* who) {
+  std::shared_ptr<fd_link> link = make_link(fd, who);
+  auto in = make_side<fd_input>(link, name);
+  link->attach(in.get(), nullptr);
+  current_custodian().manage(in, who);
+  return input_port(std::move(in));
+}
+
+output_port make_fd_output_port(int fd, std::string name, const char* who) {
+  std::shared_ptr<fd_link> link = make_link(fd, who);
+  auto out = make_side<fd_output>(link, name);
+  link->attach(nullptr, out.get());
+  current_custodian().manage(out, who);
+  return output_port(std::move(out));
+}
+
+namespace {
+
+int open_or_raise(const char* who, const char* what, const std::string& path, int flags) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), flags | O_CLOEXEC | O_NONBLOCK, 0666);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    const int e = errno;
+    throw exn_fail_filesystem(
+        errno_message(std::string(who) + ": " + what + "\n  path: " + path, e), e);
+  }
+  return fd;
+}
+
+}  // namespace
+
+input_port open_input_file(const std::string& path) {
+  const char* who = "open-input-file";
+  if (current_custodian().is_shut_down()) {
+    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
+  }
+  return make_fd_input_port(open_or_raise(who, "cannot open input file", path, O_RDONLY), path,
+                            who);
+}
+
+output_port open_output_file(const std::string& path, exists_mode exists) {
+  const char* who = "open-output-file";
+  if (current_custodian().is_shut_down()) {
+    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
+  }
+  int flags = O_WRONLY;
+  switch (exists) {
+    case exists_mode::error:
+      flags |= O_CREAT | O_EXCL;
+      break;
+    case exists_mode::append:
+      flags |= O_CREAT | O_APPEND;
+      break;
+    case exists_mode::truncate:
+      flags |= O_CREAT | O_TRUNC;
+      break;
+    case exists_mode::replace:
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+        const int e = errno;
+        throw exn_fail_filesystem(
+            errno_message(std::string(who) + ": error deleting file\n  path: " + path, e), e);
+      }
+      flags |= O_CREAT | O_EXCL;
+      break;
+    case exists_mode::update:
+      break;
+    case exists_mode::can_update:
+      flags |= O_CREAT;
+      break;
+  }
+  return make_fd_output_port(open_or_raise(who, "cannot open output file", path, flags), path,
+                             who);
+}
+
+}  // namespace rkt

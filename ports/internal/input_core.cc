@@ -1,0 +1,135 @@
+// input_core: reads against the buffer, the parked reads, and close.
+#include "ports/internal/input_core.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "evt/exn.h"
+
+namespace rkt::internal {
+
+input_core::input_core(std::string name, std::mutex& mu)
+    : mu_(mu), name_(std::move(name)), closed_signal_(make_node<one_shot_evt>("port-closed-evt")) {}
+
+input_core::~input_core() = default;
+
+std::exception_ptr input_core::system_error(const char* who, int error) const {
+  return std::make_exception_ptr(exn_fail_filesystem(
+      errno_message(std::string(who) + ": error reading from stream port\n  port: " + name_, error),
+      error));
+}
+
+std::exception_ptr input_core::closed_error(const char* who) const {
+  return std::make_exception_ptr(exn_fail(std::string(who) +
+                                          ": input port is closed\n  input port: #<input-port:" +
+                                          name_ + ">"));
+}
+
+void input_core::raise_if_closed_locked(const char* who) const {
+  if (closed_) std::rethrow_exception(closed_error(who));
+}
+
+input_core::attempt input_core::attempt_locked(const read_request& req, commit_target& c,
+                                               bool& may_fill) {
+  const read_spec& spec = req.spec();
+  for (;;) {
+    if (closed_) {
+      if (!c.claim()) return attempt::lost;
+      if (spec.what == read_spec::op::ready) {
+        req.deliver(c.slot(), read_outcome{false, {}});
+      } else {
+        c.slot().set_exception(closed_error(req.who()));
+      }
+      c.publish();
+      return attempt::done;
+    }
+    byte_buffer& buf = buffer();
+    const std::string_view data = buf.view();
+    std::optional<read_take> take = scan(spec, data, eof_pending_);
+    if (!take && error_pending_ != 0) {
+      // Bytes before an error are delivered as if EOF followed them; the
+      // error waits for the next read (Racket never drops bytes).
+      const bool bytes_first = spec.skip < data.size() && spec.what != read_spec::op::eof;
+      if (spec.what == read_spec::op::ready) {
+        take = read_take{};
+      } else if (bytes_first) {
+        take = scan(spec, data, true);
+      } else {
+        if (!c.claim()) return attempt::lost;
+        c.slot().set_exception(system_error(req.who(), error_pending_));
+        error_pending_ = 0;
+        c.publish();
+        return attempt::done;
+      }
+    }
+    if (take) {
+      if (!c.claim()) return attempt::lost;
+      const std::size_t skip = std::min(spec.skip, data.size());
+      req.deliver(c.slot(), read_outcome{take->eof, data.substr(skip, take->bytes)});
+      if (take->consume != 0) {
+        buf.consume(take->consume);
+        consumed_locked(take->consume);
+      }
+      if (take->consume_eof) eof_pending_ = false;
+      c.publish();
+      return attempt::done;
+    }
+    if (spec.what == read_spec::op::exact || spec.what == read_spec::op::line || spec.peek) {
+      examined_locked(data.size());
+    }
+    if (!may_fill || eof_pending_ || error_pending_ != 0) return attempt::not_ready;
+    int error = 0;
+    switch (fill_locked(error)) {
+      case fill_status::progress:
+        break;
+      case fill_status::eof:
+        eof_pending_ = true;
+        break;
+      case fill_status::error:
+        error_pending_ = error;
+        break;
+      case fill_status::would_block:
+        may_fill = false;
+        return attempt::not_ready;
+    }
+  }
+}
+
+void input_core::serve_locked() {
+  bool may_fill = true;
+  waiter* w = readers_.front();
+  while (w != nullptr) {
+    waiter* next = w->next;
+    waiter_commit c(*w, readers_);
+    (void)attempt_locked(*static_cast<const read_request*>(w->data), c, may_fill);
+    w = next;
+  }
+}
+
+void input_core::park_locked(waiter& w, const read_request& req) {
+  w.data = const_cast<read_request*>(&req);
+  readers_.push_back(&w);
+}
+
+bool input_core::close() {
+  {
+    lock l(*this);
+    if (closed_) return false;
+    closed_ = true;
+    buffer().clear();
+    close_source_locked();
+    serve_locked();
+  }
+  closed_signal_->post();
+  after_close();
+  return true;
+}
+
+bool input_core::closed() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return closed_;
+}
+
+evt<void> input_core::closed_evt() const { return evt<void>(closed_signal_); }
+
+}  // namespace rkt::internal

@@ -1,0 +1,152 @@
+// input_core: what every input port shares, whatever its source. A source
+// (an fd, a pipe, a byte string) supplies bytes into a buffer without
+// blocking; the core runs every read against that buffer with scan(),
+// commits it through a commit_target, and keeps the reads that cannot
+// complete yet (parked syncs' waiters) until the source has more.
+//
+// Locking: mu() guards everything here and the source's state; a pipe's
+// two ends share one mutex. Nothing blocks or parks under it. It is taken
+// before any sync claim (evt_impl.h's lock order). Every locked region ends
+// with settle_locked(), through which a pipe serves the other end of itself.
+//
+// Invariants (mu held):
+//   - readers_ holds the waiters of parked reads that could not complete at
+//     the last attempt; any change to the buffer, eof_pending_,
+//     error_pending_ or closed_ is followed by serve_locked().
+//   - A read consumes bytes only after its claim succeeded.
+#ifndef RKT_PORTS_INTERNAL_INPUT_CORE_H_
+#define RKT_PORTS_INTERNAL_INPUT_CORE_H_
+
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "evt/evt.h"
+#include "evt/internal/one_shot_evt.h"
+#include "ports/internal/byte_buffer.h"
+#include "ports/internal/commit.h"
+#include "ports/internal/read_spec.h"
+#include "ports/port.h"
+
+namespace rkt::internal {
+
+// The bytes a read completed with (already past its skip), or EOF.
+struct read_outcome {
+  bool eof;
+  std::string_view bytes;
+};
+
+// A read that may park: the event node behind it. `who` names it in errors.
+class read_request {
+ public:
+  read_request(read_spec spec, const char* who) : spec_(spec), who_(who) {}
+  const read_spec& spec() const { return spec_; }
+  const char* who() const { return who_; }
+  // Stores the typed result of `o` into `slot`.
+  virtual void deliver(result_slot& slot, const read_outcome& o) const = 0;
+
+ protected:
+  ~read_request() = default;
+
+ private:
+  const read_spec spec_;
+  const char* const who_;
+};
+
+class input_core {
+ public:
+  enum class fill_status { progress, would_block, eof, error };
+  enum class attempt { done, lost, not_ready };
+
+  input_core(std::string name, std::mutex& mu);
+  input_core(const input_core&) = delete;
+  input_core& operator=(const input_core&) = delete;
+  virtual ~input_core();
+
+  std::mutex& mu() const { return mu_; }
+  const std::string& name() const { return name_; }
+
+  // --- The source; each requires mu. ---
+  virtual byte_buffer& buffer() = 0;
+  // Adds bytes to buffer() without blocking; on error, sets `error`.
+  virtual fill_status fill_locked(int& error) = 0;
+  // Reads straight into `dst` when the buffer is empty (fd ports, for large
+  // reads): returns false when the source does not, else sets the status
+  // and, on progress, `n`.
+  virtual bool read_direct_locked(std::span<char> /*dst*/, fill_status& /*st*/,
+                                  std::size_t& /*n*/, int& /*error*/) {
+    return false;
+  }
+  // A read dropped n bytes from the buffer's head.
+  virtual void consumed_locked(std::size_t /*n*/) {}
+  // A read that is still waiting has looked at the first n buffered bytes
+  // (a pipe counts them as peeked, which makes room for its writer).
+  virtual void examined_locked(std::size_t /*n*/) {}
+  // The port is being closed; release the source's side.
+  virtual void close_source_locked() {}
+  // Serve whatever else this region's changes let proceed (pipes).
+  virtual void settle_locked() {}
+  // Runs once, after the close that closed the port, with mu released.
+  virtual void after_close() {}
+  virtual std::exception_ptr system_error(const char* who, int error) const;
+  virtual std::optional<buffer_mode> buffer_mode_locked() const { return std::nullopt; }
+  // False when the port has no buffer mode.
+  virtual bool set_buffer_mode_locked(buffer_mode /*m*/) { return false; }
+
+  // Takes mu and serves the parked requests (a readiness report came).
+  void serve() {
+    lock l(*this);
+    serve_locked();
+  }
+
+  // --- Generic; each requires mu. ---
+  // Runs `req` now. `may_fill` is cleared when the source ran dry, so that
+  // one serve pass asks the source once.
+  attempt attempt_locked(const read_request& req, commit_target& c, bool& may_fill);
+  // Completes the parked reads that can complete now.
+  void serve_locked();
+  void park_locked(waiter& w, const read_request& req);
+  void unpark_locked(waiter& w) { readers_.remove(&w); }
+  bool closed_locked() const { return closed_; }
+  std::exception_ptr closed_error(const char* who) const;
+  void raise_if_closed_locked(const char* who) const;
+
+  // Closes the port (idempotent): parked reads fail, port_closed_evt fires.
+  // Takes mu; returns whether this call closed it.
+  bool close();
+  bool closed() const;
+  evt<void> closed_evt() const;
+
+  // Takes mu for a region and settles before releasing it.
+  class lock {
+   public:
+    explicit lock(input_core& c) : c_(c), l_(c.mu()) {}
+    ~lock() { c_.settle_locked(); }
+    lock(const lock&) = delete;
+    lock& operator=(const lock&) = delete;
+    std::unique_lock<std::mutex>& guard() { return l_; }
+
+   private:
+    input_core& c_;
+    std::unique_lock<std::mutex> l_;
+  };
+
+ protected:
+  bool eof_pending_ = false;  // the source reported EOF after the buffer
+  int error_pending_ = 0;     // the source failed after the buffer
+
+ private:
+  std::mutex& mu_;
+  const std::string name_;
+  bool closed_ = false;
+  waiter_list readers_;
+  const node_ref<one_shot_evt> closed_signal_;
+};
+
+}  // namespace rkt::internal
+
+#endif  // RKT_PORTS_INTERNAL_INPUT_CORE_H_
