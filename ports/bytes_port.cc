@@ -16,7 +16,7 @@ class bytes_input final : public internal::input_core {
     buffer_.append(bytes);
   }
   internal::byte_buffer& buffer() override { return buffer_; }
-  fill_status fill_locked(int& /*error*/) override { return fill_status::eof; }
+  fill_status fill_locked(int& /*error*/, bool /*fresh*/) override { return fill_status::eof; }
 
  private:
   std::mutex mu_;  // constructed before use: the base only stores a reference
@@ -27,11 +27,11 @@ class bytes_output final : public internal::output_core {
  public:
   explicit bytes_output(std::string name) : output_core(std::move(name), mu_, std::nullopt) {}
 
-  sink_result sink_write_locked(std::string_view bytes) override {
+  sink_result sink_write_locked(std::string_view bytes, bool /*fresh*/) override {
     bytes_.append(bytes);
     return sink_result{bytes.size(), 0};
   }
-  bool sink_ready_locked() const override { return true; }
+  bool sink_ready_locked(bool /*fresh*/) const override { return true; }
 
   // get_output_bytes; mu held.
   std::string take(bool reset, std::size_t start, std::optional<std::size_t> end) {

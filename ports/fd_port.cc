@@ -15,6 +15,7 @@
 #include "ports/fd_port.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -53,12 +54,26 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   bool socket() const { return socket_; }
   io_handle* io() const { return io_.get(); }
 
-  // Whether the side may try the fd in direction `dirs` now. Files always
-  // may; otherwise only after a report (or the first time).
-  bool may_try(uint32_t dirs, uint64_t& seen) const {
+  // Whether the side should try the fd in direction `dirs` now: always
+  // when `fresh` (and for files); otherwise only if a report came since the
+  // last EAGAIN.
+  bool may_try(uint32_t dirs, uint64_t& seen, bool fresh) const {
     if (!io_) return true;
     seen = io_->readiness();
-    return (io_handle::bits(seen) & dirs) != 0;
+    return fresh || (io_handle::bits(seen) & dirs) != 0;
+  }
+  // Asks the kernel whether the fd is ready for `events` (POLLIN/POLLOUT)
+  // now, and records a yes as readiness.
+  bool poll_now(short events) const {
+    if (!io_) return true;
+    struct pollfd p {fd_, events, 0};
+    int r;
+    do {
+      r = ::poll(&p, 1, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0) return false;
+    if ((p.revents & POLLOUT) != 0) io_->assume_ready(internal::kWritable);
+    return true;
   }
   // The side saw EAGAIN for `dir` after may_try returned `seen`.
   void saw_again(uint64_t seen, uint32_t dir) const {
@@ -113,11 +128,11 @@ class fd_input final : public internal::input_core, public managed_resource {
 
   internal::byte_buffer& buffer() override { return buffer_; }
 
-  fill_status fill_locked(int& error) override {
+  fill_status fill_locked(int& error, bool fresh) override {
     const std::size_t want = mode_ == buffer_mode::none ? 1 : output_core_buffer();
     fill_status st;
     std::size_t n = 0;
-    st = read_into(buffer_.prepare(want), want, n, error);
+    st = read_into(buffer_.prepare(want), want, n, error, fresh);
     if (st == fill_status::progress) buffer_.commit(n);
     return st;
   }
@@ -125,7 +140,7 @@ class fd_input final : public internal::input_core, public managed_resource {
   bool read_direct_locked(std::span<char> dst, fill_status& st, std::size_t& n,
                           int& error) override {
     if (mode_ == buffer_mode::none || eof_pending_ || error_pending_ != 0) return false;
-    st = read_into(dst.data(), dst.size(), n, error);
+    st = read_into(dst.data(), dst.size(), n, error, true);
     if (st == fill_status::eof) eof_pending_ = true;
     if (st == fill_status::error) {
       error_pending_ = error;  // the generic path reports it
@@ -152,9 +167,9 @@ class fd_input final : public internal::input_core, public managed_resource {
  private:
   static std::size_t output_core_buffer() { return internal::output_core::kBufferSize; }
 
-  fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error) {
+  fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error, bool fresh) {
     uint64_t seen = 0;
-    if (!link_->may_try(kReadReady, seen)) return fill_status::would_block;
+    if (!link_->may_try(kReadReady, seen, fresh)) return fill_status::would_block;
     ssize_t r;
     do {
       r = ::read(link_->fd(), p, len);
@@ -187,9 +202,9 @@ class fd_output final : public internal::output_core, public managed_resource {
     link_->detach(fd_link::kOutput);
   }
 
-  sink_result sink_write_locked(std::string_view bytes) override {
+  sink_result sink_write_locked(std::string_view bytes, bool fresh) override {
     uint64_t seen = 0;
-    if (!link_->may_try(kWriteReady, seen)) return {};
+    if (!link_->may_try(kWriteReady, seen, fresh)) return {};
     ssize_t r;
     do {
       r = link_->socket() ? ::send(link_->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL)
@@ -202,9 +217,11 @@ class fd_output final : public internal::output_core, public managed_resource {
     }
     return sink_result{0, errno};
   }
-  bool sink_ready_locked() const override {
+  bool sink_ready_locked(bool fresh) const override {
     uint64_t seen = 0;
-    return link_->may_try(kWriteReady, seen);
+    if (link_->may_try(kWriteReady, seen, false)) return true;
+    // Not known writable: ask the kernel when a fresh answer is wanted.
+    return fresh && link_->poll_now(POLLOUT);
   }
   std::exception_ptr system_error(const char* who, int error) const override {
     return fd_error(link_->socket(),

@@ -59,7 +59,7 @@ class pipe_input final : public internal::input_core {
   }
 
   internal::byte_buffer& buffer() override { return st_->buffer; }
-  fill_status fill_locked(int& /*error*/) override {
+  fill_status fill_locked(int& /*error*/, bool /*fresh*/) override {
     return st_->writer_closed ? fill_status::eof : fill_status::would_block;
   }
   void consumed_locked(std::size_t n) override {
@@ -95,7 +95,7 @@ class pipe_output final : public internal::output_core {
     st_->out = nullptr;
   }
 
-  sink_result sink_write_locked(std::string_view bytes) override {
+  sink_result sink_write_locked(std::string_view bytes, bool /*fresh*/) override {
     if (st_->reader_closed) return sink_result{bytes.size(), 0};  // nobody will read them
     const std::size_t n = std::min(bytes.size(), st_->room());
     if (n != 0) {
@@ -104,7 +104,7 @@ class pipe_output final : public internal::output_core {
     }
     return sink_result{n, 0};
   }
-  bool sink_ready_locked() const override { return st_->reader_closed || st_->room() != 0; }
+  bool sink_ready_locked(bool /*fresh*/) const override { return st_->reader_closed || st_->room() != 0; }
   void close_sink_locked() override {
     st_->writer_closed = true;
     st_->in_dirty = true;

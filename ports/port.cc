@@ -37,6 +37,7 @@ std::optional<R> run_read(input_core& core, const read_spec& spec, const char* w
     }
   }
   if (!block) return std::nullopt;
+  node.skip_next_poll();
   return internal::sync_on_stack<R>(node);
 }
 
@@ -177,6 +178,7 @@ namespace {
 void wait_writable(output_core& core, output_core::lock& l, const char* who) {
   l.guard().unlock();
   write_node<std::size_t> node(nullptr, core, write_request::op::ready, who);
+  node.skip_next_poll();
   internal::sync_on_stack<std::size_t>(node);
   l.guard().lock();
 }
@@ -232,6 +234,7 @@ std::size_t output_port::write_bytes_avail(std::string_view bytes) const {
       return c.slot().take<std::size_t>();
     }
   }
+  node.skip_next_poll();
   return internal::sync_on_stack<std::size_t>(node);
 }
 
@@ -243,8 +246,8 @@ std::optional<std::size_t> output_port::write_bytes_avail_star(std::string_view 
     if (error != 0) raise_write_error(*core_, "write-bytes-avail*", error);
     return std::nullopt;
   }
-  if (bytes.empty() || !core_->sink_ready_locked()) return 0;
-  output_core::sink_result r = core_->sink_write_locked(bytes);
+  if (bytes.empty()) return 0;
+  output_core::sink_result r = core_->sink_write_locked(bytes, true);
   if (r.error != 0) raise_write_error(*core_, "write-bytes-avail*", r.error);
   return r.n;
 }

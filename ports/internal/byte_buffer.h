@@ -23,6 +23,7 @@ class byte_buffer {
   std::string_view view() const { return std::string_view(data_.get() + head_, size()); }
 
   void append(std::string_view bytes) {
+    if (bytes.empty()) return;
     std::memcpy(prepare(bytes.size()), bytes.data(), bytes.size());
     tail_ += bytes.size();
   }

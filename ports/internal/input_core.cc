@@ -30,7 +30,7 @@ void input_core::raise_if_closed_locked(const char* who) const {
 }
 
 input_core::attempt input_core::attempt_locked(const read_request& req, commit_target& c,
-                                               bool& may_fill) {
+                                               bool& may_fill, bool fresh) {
   const read_spec& spec = req.spec();
   for (;;) {
     if (closed_) {
@@ -71,6 +71,7 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
         consumed_locked(take->consume);
       }
       if (take->consume_eof) eof_pending_ = false;
+      if (spec.peek && !take->eof) examined_locked(skip + take->bytes);
       c.publish();
       return attempt::done;
     }
@@ -79,7 +80,7 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
     }
     if (!may_fill || eof_pending_ || error_pending_ != 0) return attempt::not_ready;
     int error = 0;
-    switch (fill_locked(error)) {
+    switch (fill_locked(error, fresh)) {
       case fill_status::progress:
         break;
       case fill_status::eof:
@@ -101,7 +102,7 @@ void input_core::serve_locked() {
   while (w != nullptr) {
     waiter* next = w->next;
     waiter_commit c(*w, readers_);
-    (void)attempt_locked(*static_cast<const read_request*>(w->data), c, may_fill);
+    (void)attempt_locked(*static_cast<const read_request*>(w->data), c, may_fill, false);
     w = next;
   }
 }

@@ -73,7 +73,10 @@ class input_core {
   // --- The source; each requires mu. ---
   virtual byte_buffer& buffer() = 0;
   // Adds bytes to buffer() without blocking; on error, sets `error`.
-  virtual fill_status fill_locked(int& error) = 0;
+  // Without `fresh`, a source may answer would_block from what it already
+  // knows (an fd with no readiness report since its last EAGAIN), which is
+  // right only for a read about to park: the report will serve it.
+  virtual fill_status fill_locked(int& error, bool fresh) = 0;
   // Reads straight into `dst` when the buffer is empty (fd ports, for large
   // reads): returns false when the source does not, else sets the status
   // and, on progress, `n`.
@@ -105,8 +108,9 @@ class input_core {
 
   // --- Generic; each requires mu. ---
   // Runs `req` now. `may_fill` is cleared when the source ran dry, so that
-  // one serve pass asks the source once.
-  attempt attempt_locked(const read_request& req, commit_target& c, bool& may_fill);
+  // one serve pass asks the source once; `fresh` as for fill_locked.
+  attempt attempt_locked(const read_request& req, commit_target& c, bool& may_fill,
+                         bool fresh = true);
   // Completes the parked reads that can complete now.
   void serve_locked();
   void park_locked(waiter& w, const read_request& req);

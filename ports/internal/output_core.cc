@@ -35,9 +35,9 @@ bool output_core::set_buffer_mode_locked(buffer_mode m) {
   return true;
 }
 
-bool output_core::flush_some_locked(int& error) {
+bool output_core::flush_some_locked(int& error, bool fresh) {
   while (!buffer_.empty()) {
-    sink_result r = sink_write_locked(buffer_.view());
+    sink_result r = sink_write_locked(buffer_.view(), fresh);
     if (r.error != 0) {
       buffer_.clear();
       error = r.error;
@@ -69,12 +69,13 @@ std::size_t output_core::write_some_locked(std::string_view bytes, int& error) {
     return 0;
   }
   // Large writes skip the buffer.
-  sink_result r = sink_write_locked(bytes);
+  sink_result r = sink_write_locked(bytes, true);
   error = r.error;
   return r.n;
 }
 
-output_core::attempt output_core::attempt_locked(const write_request& req, commit_target& c) {
+output_core::attempt output_core::attempt_locked(const write_request& req, commit_target& c,
+                                                 bool fresh) {
   if (closed_) {
     if (!c.claim()) return attempt::lost;
     if (req.what() == write_request::op::ready) {
@@ -86,13 +87,13 @@ output_core::attempt output_core::attempt_locked(const write_request& req, commi
     return attempt::done;
   }
   int error = 0;
-  bool flushed = flush_some_locked(error);
+  bool flushed = flush_some_locked(error, fresh);
   if (!flushed && error == 0) return attempt::not_ready;
   const std::string_view data = req.data();
   if (error == 0 && !data.empty()) {
-    if (!sink_ready_locked()) return attempt::not_ready;
+    if (!sink_ready_locked(fresh)) return attempt::not_ready;
     if (!c.claim()) return attempt::lost;
-    sink_result r = sink_write_locked(data);
+    sink_result r = sink_write_locked(data, fresh);
     if (r.error == 0 && r.n == 0) {
       c.unclaim();
       return attempt::not_ready;
@@ -105,7 +106,7 @@ output_core::attempt output_core::attempt_locked(const write_request& req, commi
     c.publish();
     return attempt::done;
   }
-  if (error == 0 && req.what() == write_request::op::ready && !sink_ready_locked()) {
+  if (error == 0 && req.what() == write_request::op::ready && !sink_ready_locked(fresh)) {
     return attempt::not_ready;
   }
   if (!c.claim()) return attempt::lost;
@@ -123,7 +124,8 @@ void output_core::serve_locked() {
   // (or the buffer cannot be flushed), so the rest wait too.
   while (waiter* w = writers_.front()) {
     waiter_commit c(*w, writers_);
-    if (attempt_locked(*static_cast<const write_request*>(w->data), c) == attempt::not_ready) {
+    if (attempt_locked(*static_cast<const write_request*>(w->data), c, false) ==
+        attempt::not_ready) {
       return;
     }
   }

@@ -72,9 +72,11 @@ class output_core {
   const std::string& name() const { return name_; }
 
   // --- The sink; each requires mu. ---
-  virtual sink_result sink_write_locked(std::string_view bytes) = 0;
+  // `fresh` as for input_core::fill_locked: without it, an fd sink may
+  // answer "full" from its last EAGAIN when no report has come since.
+  virtual sink_result sink_write_locked(std::string_view bytes, bool fresh) = 0;
   // Whether a write of one byte might be taken now.
-  virtual bool sink_ready_locked() const = 0;
+  virtual bool sink_ready_locked(bool fresh) const = 0;
   // The port is being closed (after its flush, if any).
   virtual void close_sink_locked() {}
   virtual void settle_locked() {}
@@ -89,7 +91,7 @@ class output_core {
   }
 
   // --- Generic; each requires mu. ---
-  attempt attempt_locked(const write_request& req, commit_target& c);
+  attempt attempt_locked(const write_request& req, commit_target& c, bool fresh = true);
   void serve_locked();
   void park_locked(waiter& w, const write_request& req);
   void unpark_locked(waiter& w) { writers_.remove(&w); }
@@ -103,7 +105,7 @@ class output_core {
   // Writes the buffer out without blocking: true once it is empty. On a
   // sink error the buffer is dropped (Racket) and the errno returned in
   // `error`.
-  bool flush_some_locked(int& error);
+  bool flush_some_locked(int& error, bool fresh = true);
   // Buffers or writes `bytes` per the mode without blocking; returns how
   // many were taken. Used by write_bytes, which parks in between.
   std::size_t write_some_locked(std::string_view bytes, int& error);

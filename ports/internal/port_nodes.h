@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "evt/evt_impl.h"
 #include "ports/internal/input_core.h"
@@ -29,17 +30,20 @@ class read_node final : public base_evt<R>, public read_request {
       : read_request(spec, who), keep_(std::move(keep)), core_(core), dst_(dst) {}
 
   bool try_sync(self_ref& self) override {
+    if (std::exchange(skip_poll_, false)) return false;
     input_core::lock l(core_);
     self_commit c(self);
     bool may_fill = true;
     return core_.attempt_locked(*this, c, may_fill) == input_core::attempt::done;
   }
+  // The re-check before parking may trust the source's readiness record:
+  // a report after it serves the parked waiter.
   void arm(waiter& w) override {
     input_core::lock l(core_);
     self_ref self(w);
     self_commit c(self);
     bool may_fill = true;
-    if (core_.attempt_locked(*this, c, may_fill) == input_core::attempt::not_ready) {
+    if (core_.attempt_locked(*this, c, may_fill, false) == input_core::attempt::not_ready) {
       core_.park_locked(w, *this);
     }
   }
@@ -48,6 +52,10 @@ class read_node final : public base_evt<R>, public read_request {
     core_.unpark_locked(w);
   }
   const char* name() const override { return who(); }
+
+  // For a method's node: the method has just tried and failed under the
+  // port's lock, so the sync's poll would only repeat it.
+  void skip_next_poll() { skip_poll_ = true; }
 
   void deliver(result_slot& slot, const read_outcome& o) const override {
     if constexpr (std::is_void_v<R>) {
@@ -75,6 +83,7 @@ class read_node final : public base_evt<R>, public read_request {
   const std::shared_ptr<input_core> keep_;
   input_core& core_;
   char* const dst_;
+  bool skip_poll_ = false;
 };
 
 // R is std::size_t (write_bytes_avail_evt) or output_port (the port as an
@@ -92,6 +101,7 @@ class write_node final : public base_evt<R>, public write_request {
         data_(owned_.empty() ? borrowed : std::string_view(owned_)) {}
 
   bool try_sync(self_ref& self) override {
+    if (std::exchange(skip_poll_, false)) return false;
     output_core::lock l(core_);
     self_commit c(self);
     return core_.attempt_locked(*this, c) == output_core::attempt::done;
@@ -100,7 +110,7 @@ class write_node final : public base_evt<R>, public write_request {
     output_core::lock l(core_);
     self_ref self(w);
     self_commit c(self);
-    if (core_.attempt_locked(*this, c) == output_core::attempt::not_ready) {
+    if (core_.attempt_locked(*this, c, false) == output_core::attempt::not_ready) {
       core_.park_locked(w, *this);
     }
   }
@@ -109,6 +119,10 @@ class write_node final : public base_evt<R>, public write_request {
     core_.unpark_locked(w);
   }
   const char* name() const override { return who(); }
+
+  // For a method's node: the method has just tried and failed under the
+  // port's lock, so the sync's poll would only repeat it.
+  void skip_next_poll() { skip_poll_ = true; }
 
   std::string_view data() const override { return data_; }
   void deliver(result_slot& slot, std::size_t written) const override {
@@ -125,6 +139,7 @@ class write_node final : public base_evt<R>, public write_request {
   output_core& core_;
   const std::string owned_;
   const std::string_view data_;
+  bool skip_poll_ = false;
 };
 
 }  // namespace rkt::internal
