@@ -137,15 +137,10 @@ class fd_input final : public internal::input_core, public managed_resource {
     return st;
   }
 
-  bool read_direct_locked(std::span<char> dst, fill_status& st, std::size_t& n,
-                          int& error) override {
-    if (mode_ == buffer_mode::none || eof_pending_ || error_pending_ != 0) return false;
-    st = read_into(dst.data(), dst.size(), n, error, true);
-    if (st == fill_status::eof) eof_pending_ = true;
-    if (st == fill_status::error) {
-      error_pending_ = error;  // the generic path reports it
-      st = fill_status::would_block;
-    }
+  bool read_direct_locked(std::span<char> dst, fill_status& st, std::size_t& n, int& error,
+                          bool fresh) override {
+    if (mode_ == buffer_mode::none) return false;  // one byte at a time
+    st = read_into(dst.data(), dst.size(), n, error, fresh);
     return true;
   }
 
@@ -319,7 +314,8 @@ std::shared_ptr<fd_link> make_link(int fd, const char* who) {
       const int e = io->error();
       io = node_ref<io_handle>();
       ::close(fd);
-      std::rethrow_exception(fd_error(socket, std::string(who) + ": cannot register descriptor", e));
+      std::rethrow_exception(
+          fd_error(socket, std::string(who) + ": cannot register descriptor", e));
     }
     io->assume_ready(internal::kReadable | internal::kWritable);
   }

@@ -104,7 +104,9 @@ class pipe_output final : public internal::output_core {
     }
     return sink_result{n, 0};
   }
-  bool sink_ready_locked(bool /*fresh*/) const override { return st_->reader_closed || st_->room() != 0; }
+  bool sink_ready_locked(bool /*fresh*/) const override {
+    return st_->reader_closed || st_->room() != 0;
+  }
   void close_sink_locked() override {
     st_->writer_closed = true;
     st_->in_dirty = true;
@@ -134,8 +136,9 @@ void pipe_state::settle() {
 }
 
 [[noreturn]] void not_a_pipe(const std::string& name) {
-  throw exn_fail_contract("pipe-content-length: contract violation\n  expected: pipe port\n  given: #<port:" +
-                          name + ">");
+  throw exn_fail_contract(
+      "pipe-content-length: contract violation\n  expected: pipe port\n  given: #<port:" + name +
+      ">");
 }
 
 std::size_t content_length(pipe_state& st) {
@@ -148,7 +151,8 @@ std::size_t content_length(pipe_state& st) {
 std::pair<input_port, output_port> make_pipe(std::optional<std::size_t> limit,
                                              std::string input_name, std::string output_name) {
   if (limit && *limit == 0) {
-    throw exn_fail_contract("make-pipe: contract violation\n  expected: exact-positive-integer?\n  given: 0");
+    throw exn_fail_contract(
+        "make-pipe: contract violation\n  expected: exact-positive-integer?\n  given: 0");
   }
   auto st = std::make_shared<pipe_state>(limit);
   auto in = std::make_shared<pipe_input>(st, std::move(input_name));

@@ -43,28 +43,10 @@ std::optional<R> run_read(input_core& core, const read_spec& spec, const char* w
 
 or_eof<std::size_t> read_avail(input_core& core, std::span<char> buf, std::size_t skip,
                                bool peek, bool block, const char* who) {
-  const read_spec spec{.what = read_spec::op::avail, .peek = peek, .skip = skip, .want = buf.size()};
-  if (!peek && buf.size() >= output_core::kBufferSize) {
-    // A large read into an empty buffer goes straight to the source.
-    input_core::lock l(core);
-    if (!core.closed_locked() && core.buffer().empty()) {
-      input_core::fill_status st;
-      std::size_t n = 0;
-      int error = 0;
-      if (core.read_direct_locked(buf, st, n, error)) {
-        switch (st) {
-          case input_core::fill_status::progress:
-            return n;
-          case input_core::fill_status::error:
-            std::rethrow_exception(core.system_error(who, error));
-          case input_core::fill_status::eof:
-          case input_core::fill_status::would_block:
-            break;  // the generic path sees the same again
-        }
-      }
-    }
-  }
-  std::optional<or_eof<std::size_t>> r = run_read<or_eof<std::size_t>>(core, spec, who, buf.data(), block);
+  const read_spec spec{
+      .what = read_spec::op::avail, .peek = peek, .skip = skip, .want = buf.size()};
+  std::optional<or_eof<std::size_t>> r =
+      run_read<or_eof<std::size_t>>(core, spec, who, buf.data(), block);
   if (!r) return std::size_t{0};
   return *r;
 }
@@ -193,7 +175,8 @@ output_port::output_port(std::shared_ptr<output_core> core) : core_(std::move(co
 
 output_port::operator evt<output_port>() const {
   return evt<output_port>(
-      make_node<write_node<output_port>>(core_, *core_, write_request::op::ready, "output-port-evt"));
+      make_node<write_node<output_port>>(core_, *core_, write_request::op::ready,
+                                         "output-port-evt"));
 }
 
 void output_port::write_byte(uint8_t b) const {

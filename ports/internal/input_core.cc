@@ -79,6 +79,22 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
       examined_locked(data.size());
     }
     if (!may_fill || eof_pending_ || error_pending_ != 0) return attempt::not_ready;
+    if (spec.what == read_spec::op::avail && !spec.peek && spec.want >= kDirectReadMin &&
+        req.dst() != nullptr) {
+      switch (read_direct(req, c, fresh)) {
+        case direct::done:
+          return attempt::done;
+        case direct::lost:
+          return attempt::lost;
+        case direct::again:
+          may_fill = false;
+          return attempt::not_ready;
+        case direct::rescan:
+          continue;
+        case direct::unsupported:
+          break;
+      }
+    }
     int error = 0;
     switch (fill_locked(error, fresh)) {
       case fill_status::progress:
@@ -94,6 +110,37 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
         return attempt::not_ready;
     }
   }
+}
+
+// An avail read into its own destination, with the buffer empty: claims
+// first, since the read consumes; gives the claim back when nothing came.
+input_core::direct input_core::read_direct(const read_request& req, commit_target& c,
+                                           bool fresh) {
+  if (!c.claim()) return direct::lost;
+  fill_status st;
+  std::size_t n = 0;
+  int error = 0;
+  if (read_direct_locked(std::span<char>(req.dst(), req.spec().want), st, n, error, fresh)) {
+    switch (st) {
+      case fill_status::progress:
+        req.deliver(c.slot(), read_outcome{false, std::string_view(req.dst(), n), true});
+        c.publish();
+        return direct::done;
+      case fill_status::eof:
+        c.unclaim();
+        eof_pending_ = true;
+        return direct::rescan;
+      case fill_status::error:
+        c.unclaim();
+        error_pending_ = error;
+        return direct::rescan;
+      case fill_status::would_block:
+        c.unclaim();
+        return direct::again;
+    }
+  }
+  c.unclaim();
+  return direct::unsupported;
 }
 
 void input_core::serve_locked() {

@@ -34,10 +34,12 @@
 
 namespace rkt::internal {
 
-// The bytes a read completed with (already past its skip), or EOF.
+// The bytes a read completed with (already past its skip), or EOF. With
+// `in_place`, the source has already put them at the request's dst().
 struct read_outcome {
   bool eof;
   std::string_view bytes;
+  bool in_place = false;
 };
 
 // A read that may park: the event node behind it. `who` names it in errors.
@@ -48,6 +50,9 @@ class read_request {
   const char* who() const { return who_; }
   // Stores the typed result of `o` into `slot`.
   virtual void deliver(result_slot& slot, const read_outcome& o) const = 0;
+  // Where an avail read copies its bytes, if it has such a place (sources
+  // may then read straight into it); nullptr otherwise.
+  virtual char* dst() const { return nullptr; }
 
  protected:
   ~read_request() = default;
@@ -77,13 +82,16 @@ class input_core {
   // knows (an fd with no readiness report since its last EAGAIN), which is
   // right only for a read about to park: the report will serve it.
   virtual fill_status fill_locked(int& error, bool fresh) = 0;
-  // Reads straight into `dst` when the buffer is empty (fd ports, for large
-  // reads): returns false when the source does not, else sets the status
-  // and, on progress, `n`.
+  // Reads straight into `dst`, bypassing the empty buffer (fd ports):
+  // returns false when the source does not, else the status and, on
+  // progress, `n`.
   virtual bool read_direct_locked(std::span<char> /*dst*/, fill_status& /*st*/,
-                                  std::size_t& /*n*/, int& /*error*/) {
+                                  std::size_t& /*n*/, int& /*error*/, bool /*fresh*/) {
     return false;
   }
+  // Avail reads of at least this many bytes into an empty buffer go
+  // straight to their destination.
+  static constexpr std::size_t kDirectReadMin = 4096;
   // A read dropped n bytes from the buffer's head.
   virtual void consumed_locked(std::size_t /*n*/) {}
   // A read that is still waiting has looked at the first n buffered bytes
@@ -111,6 +119,9 @@ class input_core {
   // one serve pass asks the source once; `fresh` as for fill_locked.
   attempt attempt_locked(const read_request& req, commit_target& c, bool& may_fill,
                          bool fresh = true);
+  // An avail read straight into req.dst() (the buffer is empty).
+  enum class direct { done, lost, again, rescan, unsupported };
+  direct read_direct(const read_request& req, commit_target& c, bool fresh);
   // Completes the parked reads that can complete now.
   void serve_locked();
   void park_locked(waiter& w, const read_request& req);

@@ -57,6 +57,14 @@ class read_node final : public base_evt<R>, public read_request {
   // port's lock, so the sync's poll would only repeat it.
   void skip_next_poll() { skip_poll_ = true; }
 
+  char* dst() const override {
+    if constexpr (std::is_same_v<R, or_eof<std::size_t>>) {
+      return dst_;
+    } else {
+      return nullptr;
+    }
+  }
+
   void deliver(result_slot& slot, const read_outcome& o) const override {
     if constexpr (std::is_void_v<R>) {
       slot.emplace<void>();
@@ -66,7 +74,7 @@ class read_node final : public base_evt<R>, public read_request {
       if (o.eof) {
         slot.emplace<R>(eof);
       } else {
-        if (!o.bytes.empty()) std::memcpy(dst_, o.bytes.data(), o.bytes.size());
+        if (!o.in_place && !o.bytes.empty()) std::memcpy(dst_, o.bytes.data(), o.bytes.size());
         slot.emplace<R>(o.bytes.size());
       }
     } else {
