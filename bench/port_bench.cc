@@ -253,19 +253,26 @@ void BM_Socket_rkt_port_unbuffered(benchmark::State& state) {
   socket_ports(state, buffer_mode::none);
 }
 
-void BM_Socket_raw(benchmark::State& state) {
+// The raw baseline: `open` makes the pair, fd[writer] is written and the
+// other end read.
+void raw_fd_bench(benchmark::State& state, bool (*open)(fd_pair&), const char* what,
+                  int writer) {
   const std::size_t chunk_size = static_cast<std::size_t>(state.range(0));
   const std::string chunk = make_chunk(chunk_size);
   const std::size_t total = total_for(chunk_size);
   std::vector<char> buf(kReadBuffer);
   fd_pair fds;
-  if (!open_socketpair(fds)) {
-    state.SkipWithError(errno_text("socketpair").c_str());
+  if (!open(fds)) {
+    state.SkipWithError(errno_text(what).c_str());
     return;
   }
   run_transfer(state, total, [&](bool verify) {
-    return raw_bytes_transfer(fds.fd[0], fds.fd[1], chunk, total, buf, verify);
+    return raw_bytes_transfer(fds.fd[writer], fds.fd[1 - writer], chunk, total, buf, verify);
   });
+}
+
+void BM_Socket_raw(benchmark::State& state) {
+  raw_fd_bench(state, open_socketpair, "socketpair", 0);
 }
 
 BENCHMARK(BM_Socket_rkt_port)->Name("BM_Socket/rkt_port")->Arg(64)->Arg(65536);
@@ -305,20 +312,7 @@ void BM_OsPipe_rkt_port_unbuffered(benchmark::State& state) {
   os_pipe_ports(state, buffer_mode::none);
 }
 
-void BM_OsPipe_raw(benchmark::State& state) {
-  const std::size_t chunk_size = static_cast<std::size_t>(state.range(0));
-  const std::string chunk = make_chunk(chunk_size);
-  const std::size_t total = total_for(chunk_size);
-  std::vector<char> buf(kReadBuffer);
-  fd_pair fds;
-  if (!open_os_pipe(fds)) {
-    state.SkipWithError(errno_text("pipe2").c_str());
-    return;
-  }
-  run_transfer(state, total, [&](bool verify) {
-    return raw_bytes_transfer(fds.fd[1], fds.fd[0], chunk, total, buf, verify);
-  });
-}
+void BM_OsPipe_raw(benchmark::State& state) { raw_fd_bench(state, open_os_pipe, "pipe2", 1); }
 
 BENCHMARK(BM_OsPipe_rkt_port)->Name("BM_OsPipe/rkt_port")->Arg(64)->Arg(65536);
 BENCHMARK(BM_OsPipe_rkt_port_unbuffered)->Name("BM_OsPipe/rkt_port_unbuffered")->Arg(64);

@@ -858,6 +858,13 @@ TEST_F(FdPortTest, AFileWrittenThenReadBack) {
   in.close();
 }
 
+// Opens `path` with `exists`, writes `bytes` and closes.
+void write_with(const std::string& path, rkt::exists_mode exists, std::string_view bytes) {
+  rkt::output_port out = rkt::open_output_file(path, exists);
+  out.write_bytes(bytes);
+  out.close();
+}
+
 TEST_F(FdPortTest, ExistsErrorRefusesAnExistingFile) {
   temp_dir dir;
   const std::string path = dir.file("exists");
@@ -877,15 +884,11 @@ TEST_F(FdPortTest, ExistsAppendWritesAtTheEnd) {
   temp_dir dir;
   const std::string path = dir.file("log");
   write_file(path, "abc");
-  rkt::output_port out = rkt::open_output_file(path, rkt::exists_mode::append);
-  out.write_bytes("def");
-  out.close();
+  write_with(path, rkt::exists_mode::append, "def");
   EXPECT_EQ(read_file(path), "abcdef");
   // Missing: created.
   const std::string fresh = dir.file("fresh");
-  rkt::output_port o2 = rkt::open_output_file(fresh, rkt::exists_mode::append);
-  o2.write_bytes("x");
-  o2.close();
+  write_with(fresh, rkt::exists_mode::append, "x");
   EXPECT_EQ(read_file(fresh), "x");
 }
 
@@ -895,9 +898,7 @@ TEST_F(FdPortTest, ExistsTruncateEmptiesTheSameFile) {
   const std::string link = dir.file("t-link");
   write_file(path, "abcdef");
   ASSERT_EQ(::link(path.c_str(), link.c_str()), 0) << std::strerror(errno);
-  rkt::output_port out = rkt::open_output_file(path, rkt::exists_mode::truncate);
-  out.write_bytes("x");
-  out.close();
+  write_with(path, rkt::exists_mode::truncate, "x");
   EXPECT_EQ(read_file(path), "x");
   EXPECT_EQ(read_file(link), "x") << "truncate keeps the file";
   EXPECT_EQ(inode_of(path), inode_of(link));
@@ -909,9 +910,7 @@ TEST_F(FdPortTest, ExistsReplaceMakesANewFile) {
   const std::string link = dir.file("r-link");
   write_file(path, "abcdef");
   ASSERT_EQ(::link(path.c_str(), link.c_str()), 0) << std::strerror(errno);
-  rkt::output_port out = rkt::open_output_file(path, rkt::exists_mode::replace);
-  out.write_bytes("x");
-  out.close();
+  write_with(path, rkt::exists_mode::replace, "x");
   EXPECT_EQ(read_file(path), "x");
   EXPECT_EQ(read_file(link), "abcdef") << "replace must not write into the old file";
   EXPECT_NE(inode_of(path), inode_of(link));
@@ -921,9 +920,7 @@ TEST_F(FdPortTest, ExistsUpdateOverwritesFromTheStartAndRequiresTheFile) {
   temp_dir dir;
   const std::string path = dir.file("u");
   write_file(path, "abcdef");
-  rkt::output_port out = rkt::open_output_file(path, rkt::exists_mode::update);
-  out.write_bytes("XY");
-  out.close();
+  write_with(path, rkt::exists_mode::update, "XY");
   EXPECT_EQ(read_file(path), "XYcdef");
 
   const std::string missing = dir.file("missing");
@@ -939,15 +936,11 @@ TEST_F(FdPortTest, ExistsCanUpdateCreatesOrOverwrites) {
   temp_dir dir;
   const std::string path = dir.file("cu");
   write_file(path, "abcdef");
-  rkt::output_port out = rkt::open_output_file(path, rkt::exists_mode::can_update);
-  out.write_bytes("XY");
-  out.close();
+  write_with(path, rkt::exists_mode::can_update, "XY");
   EXPECT_EQ(read_file(path), "XYcdef");
 
   const std::string fresh = dir.file("cu-new");
-  rkt::output_port o2 = rkt::open_output_file(fresh, rkt::exists_mode::can_update);
-  o2.write_bytes("new");
-  o2.close();
+  write_with(fresh, rkt::exists_mode::can_update, "new");
   EXPECT_EQ(read_file(fresh), "new");
 }
 
