@@ -1,0 +1,61 @@
+// serve_echo: accept, spawn, echo until EOF.
+#include "examples/echo_server.h"
+
+#include <array>
+#include <cstdio>
+#include <optional>
+#include <utility>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "evt/exn.h"
+#include "evt/sync.h"
+#include "evt/thread.h"
+#include "ports/port.h"
+
+namespace rkt::examples {
+namespace {
+
+// Echoes until the peer closes its side; a peer that vanishes mid-write ends
+// the connection the same way.
+void echo(const input_port& in, const output_port& out) {
+  std::array<char, 4096> buf;
+  try {
+    while (or_eof<std::size_t> n = in.read_bytes_avail(buf)) {
+      out.write_bytes(std::string_view(buf.data(), *n));
+      out.flush();
+    }
+  } catch (const exn_fail&) {
+  }
+  in.close();
+  try {
+    out.close();
+  } catch (const exn_fail&) {
+  }
+}
+
+bool listener_closed(const unix_socket_listener& listener) {
+  // A closed listener is always ready, an open one with nothing to accept
+  // is not; after a failed accept there is nothing to accept.
+  return sync_timeout(absl::ZeroDuration(), listener).has_value();
+}
+
+}  // namespace
+
+void serve_echo(const unix_socket_listener& listener) {
+  for (;;) {
+    std::optional<std::pair<input_port, output_port>> conn;
+    try {
+      conn = unix_socket_accept(listener);
+    } catch (const exn_fail_network& e) {
+      // The listener was closed (the server is shutting down), or the
+      // accept failed for this one connection: keep serving the others.
+      if (listener_closed(listener)) return;
+      std::fprintf(stderr, "echo: %s\n", e.what());
+      continue;
+    }
+    rkt::thread([in = conn->first, out = conn->second] { echo(in, out); });
+  }
+}
+
+}  // namespace rkt::examples

@@ -1,0 +1,142 @@
+// racket/unix-socket in C++, function for function: AF_UNIX SOCK_STREAM
+// connections whose two ends are rkt ports, and listeners that are events.
+//
+//   rkt::unix_socket_listener l = rkt::unix_socket_listen("/tmp/echo.sock");
+//   auto [in, out] = rkt::unix_socket_accept(l);      // parks this green thread
+//   auto [cin, cout] = rkt::unix_socket_connect("/tmp/echo.sock");
+//   rkt::sync(rkt::unix_socket_accept_evt(l), ...);    // accepts only if chosen
+//
+// Paths come in two kinds, as Racket tells strings from byte strings: a
+// filesystem path (std::string, std::string_view, const char*,
+// std::filesystem::path) and, on Linux, an abstract name
+// (unix_socket_abstract_name: bytes whose first byte is NUL). A path that
+// is not valid (unix_socket_path_p) is refused with exn_fail_contract naming
+// it, never truncated.
+//
+// Listeners, connections and accepted ports register with the current
+// custodian (for unix_socket_accept_evt: the one current when the event was
+// made). Socket errors raise exn_fail_network carrying errno (Racket raises
+// plain exn:fail; exn_fail_network is a subclass of exn_fail), with Racket's
+// message shape: "unix_socket_connect: failed to connect socket\n  path:
+// \"/x\"\n  errno: 2\n  error: No such file or directory".
+//
+// Reference: ../shared/racket/unix-socket-docs.txt,
+// ../shared/racket/reference/unix-socket-and-tcp-unit.txt and
+// notes-from-source.txt.
+#ifndef RKT_SOCKET_UNIX_SOCKET_H_
+#define RKT_SOCKET_UNIX_SOCKET_H_
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "evt/evt.h"
+#include "ports/port.h"
+
+namespace rkt {
+
+// Racket's unix-socket-available?: Linux, macOS and the BSDs.
+#if defined(__linux__) || defined(__APPLE__) || defined(__FreeBSD__) || defined(__NetBSD__) || \
+    defined(__OpenBSD__) || defined(__DragonFly__)
+inline constexpr bool unix_socket_available = true;
+#else
+inline constexpr bool unix_socket_available = false;
+#endif
+
+// An abstract socket name (Racket: a byte string): valid when it has 1 to
+// 108 bytes and the first is NUL; later NULs are part of the name.
+class unix_socket_abstract_name {
+ public:
+  explicit unix_socket_abstract_name(std::string bytes) : bytes_(std::move(bytes)) {}
+  const std::string& bytes() const { return bytes_; }
+  bool operator==(const unix_socket_abstract_name&) const = default;
+
+ private:
+  std::string bytes_;
+};
+
+// Either kind of path, as the functions below take it.
+class unix_socket_path {
+ public:
+  unix_socket_path(std::string_view fs_path) : bytes_(fs_path), abstract_(false) {}  // NOLINT
+  unix_socket_path(const std::string& fs_path) : bytes_(fs_path), abstract_(false) {}  // NOLINT
+  unix_socket_path(const char* fs_path) : bytes_(fs_path), abstract_(false) {}  // NOLINT
+  unix_socket_path(const std::filesystem::path& fs_path)  // NOLINT
+      : bytes_(fs_path.string()), abstract_(false) {}
+  unix_socket_path(const unix_socket_abstract_name& name)  // NOLINT
+      : bytes_(name.bytes()), abstract_(true) {}
+
+  bool abstract() const { return abstract_; }
+  // The filesystem path as given, or the abstract name's bytes.
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+  bool abstract_;
+};
+
+// Racket's unix-socket-path?: a filesystem path is valid when it is not
+// empty, has no NUL byte, and its absolute form (against the current
+// directory) has at most 108 bytes on Linux (104 on BSD and macOS); an
+// abstract name as above, on Linux only.
+bool unix_socket_path_p(const unix_socket_path& path);
+
+namespace internal {
+class unix_listener_state;
+}  // namespace internal
+
+// A listening socket. It is an event, ready when a connection is waiting
+// to be accepted, or once the listener is closed (then an accept raises);
+// its result is the listener itself. Copies share one listener.
+class unix_socket_listener {
+ public:
+  using result_type = unix_socket_listener;
+  operator evt<unix_socket_listener>() const;  // NOLINT: listeners are events
+
+  bool operator==(const unix_socket_listener& o) const { return st_ == o.st_; }
+
+  explicit unix_socket_listener(std::shared_ptr<internal::unix_listener_state> st)
+      : st_(std::move(st)) {}
+  const std::shared_ptr<internal::unix_listener_state>& state() const { return st_; }
+
+ private:
+  std::shared_ptr<internal::unix_listener_state> st_;
+};
+
+// Racket's unix-socket-listener?; the C++ type already decides it.
+template <class T>
+constexpr bool unix_socket_listener_p(const T&) {
+  return std::is_same_v<T, unix_socket_listener>;
+}
+
+// Connects to `path`; the connection closes when both ports are closed, and
+// closing only the output port sends the peer EOF. Raises exn_fail_network
+// (ENOENT, ECONNREFUSED, EACCES, ...).
+std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& path);
+
+// Binds and listens on `path` with the given backlog. Binding creates the
+// socket file, which closing the listener leaves in place. A path in use
+// raises exn_fail_network with EADDRINUSE.
+unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog = 4);
+
+// Closes the listener; idempotent. The socket file stays.
+void unix_socket_close_listener(const unix_socket_listener& listener);
+
+// Accepts a connection, parking the calling green thread until one comes.
+// On a closed listener raises exn_fail_network "unix_socket_accept: unix
+// socket listener is closed".
+std::pair<input_port, output_port> unix_socket_accept(const unix_socket_listener& listener);
+
+// An event whose result is an accepted connection's ports; it accepts only
+// when it is the event chosen, and an accept error is raised by the sync
+// that chose it. The ports go to the custodian current when this function
+// is called.
+evt<std::pair<input_port, output_port>> unix_socket_accept_evt(
+    const unix_socket_listener& listener);
+
+}  // namespace rkt
+
+#endif  // RKT_SOCKET_UNIX_SOCKET_H_
