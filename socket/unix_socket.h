@@ -85,7 +85,7 @@ class unix_socket_path {
 bool unix_socket_path_p(const unix_socket_path& path);
 
 namespace internal {
-class unix_listener_state;
+class listener_state;
 }  // namespace internal
 
 // A listening socket. It is an event, ready when a connection is waiting
@@ -98,12 +98,12 @@ class unix_socket_listener {
 
   bool operator==(const unix_socket_listener& o) const { return st_ == o.st_; }
 
-  explicit unix_socket_listener(std::shared_ptr<internal::unix_listener_state> st)
+  explicit unix_socket_listener(std::shared_ptr<internal::listener_state> st)
       : st_(std::move(st)) {}
-  const std::shared_ptr<internal::unix_listener_state>& state() const { return st_; }
+  const std::shared_ptr<internal::listener_state>& state() const { return st_; }
 
  private:
-  std::shared_ptr<internal::unix_listener_state> st_;
+  std::shared_ptr<internal::listener_state> st_;
 };
 
 // Racket's unix-socket-listener?; the C++ type already decides it.

@@ -1,0 +1,180 @@
+// listener_state: readiness, accept(2), the accept event, and close.
+#include "socket/internal/listener.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <optional>
+
+#include "absl/time/time.h"
+#include "evt/exn.h"
+#include "evt/internal/scheduler.h"
+#include "evt/sync.h"
+#include "ports/fd_port.h"
+#include "ports/internal/commit.h"
+
+namespace rkt::internal {
+
+listener_state::listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind,
+                               std::string where)
+    : fd_(fd), io_(std::move(io)), kind_(kind), where_(std::move(where)) {
+  io_->set_listener(this);
+}
+
+listener_state::~listener_state() { close(); }
+
+bool listener_state::closed() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return closed_;
+}
+
+bool listener_state::ready_locked() {
+  if (closed_) return true;
+  const uint64_t seen = io_->readiness();
+  pollfd p{fd_, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  if (r > 0) return true;
+  io_->consume(seen, kReadable);  // no connection: have the reactor watch again
+  return false;
+}
+
+void listener_state::park_ready_locked(waiter& w, const ready_request& r) {
+  w.data = const_cast<ready_request*>(&r);
+  ready_waiters_.push_back(&w);
+}
+
+// The fd of one accepted connection, or -1 with errno (EAGAIN: none now).
+int listener_state::accept_locked() {
+  for (;;) {
+    const uint64_t seen = io_->readiness();
+    const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return fd;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      io_->consume(seen, kReadable);
+      errno = EAGAIN;
+    }
+    return -1;
+  }
+}
+
+// accept_evt: accepts only when chosen; the ports go to `owner`.
+class listener_state::accept_node final : public base_evt<port_pair> {
+ public:
+  accept_node(std::shared_ptr<listener_state> st, custodian owner, const char* who)
+      : st_(std::move(st)), owner_(std::move(owner)), who_(who) {}
+
+  // One accept through `c`; false when nothing could be taken (the claim
+  // was given back). Requires the state's mu.
+  bool attempt_locked(commit_target& c) {
+    if (!c.claim()) return true;  // committed elsewhere: done with it
+    if (st_->closed_) {
+      c.slot().set_exception(std::make_exception_ptr(exn_fail_network(
+          std::string(who_) + ": " + st_->kind_.closed_text, EBADF)));
+      c.publish();
+      return true;
+    }
+    const int fd = st_->accept_locked();
+    if (fd < 0) {
+      const int error = errno;
+      if (error == EAGAIN || error == EMFILE || error == ENFILE) {
+        c.unclaim();
+        return false;
+      }
+      c.slot().set_exception(std::make_exception_ptr(exn_fail_network(
+          errno_message(std::string(who_) + ": failed to accept socket", error), error)));
+      c.publish();
+      return true;
+    }
+    try {
+      custodian_scope in(owner_);
+      c.slot().emplace<port_pair>(make_fd_ports(fd, st_->kind_.port_name, who_));
+    } catch (...) {
+      c.slot().set_exception(std::current_exception());
+    }
+    c.publish();
+    return true;
+  }
+
+  bool try_sync(self_ref& self) override {
+    std::lock_guard<std::mutex> g(st_->mu_);
+    self_commit c(self);
+    return attempt_locked(c);  // a poll's claim cannot fail
+  }
+  void arm(waiter& w) override {
+    std::lock_guard<std::mutex> g(st_->mu_);
+    self_ref self(w);
+    self_commit c(self);
+    if (attempt_locked(c)) return;
+    w.data = this;
+    st_->accept_waiters_.push_back(&w);
+  }
+  void disarm(waiter& w) noexcept override {
+    std::lock_guard<std::mutex> g(st_->mu_);
+    st_->accept_waiters_.remove(&w);
+  }
+  const char* name() const override { return who_; }
+
+ private:
+  const std::shared_ptr<listener_state> st_;
+  const custodian owner_;
+  const char* const who_;
+};
+
+void listener_state::serve_locked() {
+  while (waiter* w = ready_waiters_.pop_front()) {
+    if (claim_waiter(*w)) {
+      const auto* r = static_cast<const ready_request*>(w->data);
+      complete_waiter(*w, [r](result_slot& slot) { r->deliver(slot); });
+    }
+  }
+  while (waiter* w = accept_waiters_.front()) {
+    waiter_commit c(*w, accept_waiters_);
+    if (!static_cast<accept_node*>(w->data)->attempt_locked(c)) return;
+  }
+}
+
+void listener_state::on_io(uint32_t /*events*/) noexcept {
+  std::lock_guard<std::mutex> g(mu_);
+  serve_locked();
+}
+
+void listener_state::close() noexcept {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return;
+    closed_ = true;
+    serve_locked();  // every parked sync sees the close
+  }
+  // The fd and its handle close on the reactor's owner thread.
+  node_ref<io_handle> io = io_;
+  const int fd = fd_;
+  io->owner().post([io, fd] {
+    io->set_listener(nullptr);
+    io->close();
+    ::close(fd);
+  });
+}
+
+evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>& st,
+                                          custodian owner, const char* who) {
+  return evt<port_pair>(make_node<accept_node>(st, std::move(owner), who));
+}
+
+port_pair listener_state::accept(const std::shared_ptr<listener_state>& st, const char* who) {
+  const evt<port_pair> e = accept_evt(st, current_custodian(), who);
+  // An accept that found no descriptor to take the connection with (EMFILE,
+  // ENFILE) stays parked, and nothing reports when descriptors are freed:
+  // try again every quarter second rather than spinning.
+  for (;;) {
+    std::optional<port_pair> got = sync_timeout(absl::Milliseconds(250), e);
+    if (got) return std::move(*got);
+  }
+}
+
+}  // namespace rkt::internal

@@ -1,0 +1,123 @@
+// listener_state: a listening socket of any family (Unix, TCP) on the
+// reactor, with its two events: the listener itself (ready when a
+// connection waits, or once closed) and accept_evt (accepts when chosen).
+// unix_socket.h and tcp.h wrap it in their own listener types.
+//
+// Locking (mu): the fd's open state and the parked syncs of both events. A
+// readiness report serves them: every listener-event waiter commits
+// (nothing is consumed), then accept_evt waiters accept one connection each
+// until accept(2) says EAGAIN. An accept_evt claims its sync before
+// accept(2), so a losing event accepts nothing; when accept(2) then finds
+// no connection (or no descriptor to take it with: EMFILE), the claim is
+// given back and the waiter stays parked.
+#ifndef RKT_SOCKET_INTERNAL_LISTENER_H_
+#define RKT_SOCKET_INTERNAL_LISTENER_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "custodian/custodian.h"
+#include "custodian/managed.h"
+#include "evt/evt.h"
+#include "evt/io_handle.h"
+#include "ports/port.h"
+
+namespace rkt::internal {
+
+using port_pair = std::pair<input_port, output_port>;
+
+// What a kind of listener calls itself in messages and listings.
+struct listener_kind {
+  const char* describe;     // "unix socket listener"
+  const char* closed_text;  // "unix socket listener is closed"
+  const char* port_name;    // the name of accepted ports: "unix-socket"
+};
+
+class listener_state final : public managed_resource, public io_listener {
+ public:
+  // Takes the listening fd (non-blocking, registered as `io`).
+  listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind, std::string where);
+  ~listener_state() override;
+
+  int fd() const { return fd_; }
+  // Closes the listener; idempotent. Parked syncs see the close.
+  void close() noexcept;
+  bool closed() const;
+
+  void shut_down_by_custodian() noexcept override { close(); }
+  std::string describe() const override { return std::string(kind_.describe) + " " + where_; }
+  void on_io(uint32_t events) noexcept override;
+
+  // A parked listener-event sync; the node delivers its typed result.
+  class ready_request {
+   public:
+    virtual void deliver(result_slot& slot) const = 0;
+
+   protected:
+    ~ready_request() = default;
+  };
+  // For the listener event's node (requires mu()).
+  bool ready_locked();
+  void park_ready_locked(waiter& w, const ready_request& r);
+  std::mutex& mu() { return mu_; }
+  waiter_list& ready_waiters() { return ready_waiters_; }
+
+  // accept_evt for this listener, whose ports go to `owner`; `who` names it
+  // in errors.
+  static evt<port_pair> accept_evt(const std::shared_ptr<listener_state>& st, custodian owner,
+                                   const char* who);
+  // Accepts, parking until a connection comes.
+  static port_pair accept(const std::shared_ptr<listener_state>& st, const char* who);
+
+  class accept_node;
+
+ private:
+  int accept_locked();
+  void serve_locked();
+
+  const int fd_;
+  const node_ref<io_handle> io_;
+  const listener_kind& kind_;
+  const std::string where_;
+  mutable std::mutex mu_;
+  bool closed_ = false;         // guarded by mu_
+  waiter_list ready_waiters_;   // guarded by mu_
+  waiter_list accept_waiters_;  // guarded by mu_
+};
+
+// The listener event of a listener handle type L (constructible from the
+// state): ready when a connection waits or the listener is closed; the
+// result is the listener.
+template <class L>
+class listener_ready_node final : public base_evt<L>, public listener_state::ready_request {
+ public:
+  explicit listener_ready_node(std::shared_ptr<listener_state> st) : st_(std::move(st)) {}
+  bool try_sync(self_ref& self) override {
+    std::lock_guard<std::mutex> g(st_->mu());
+    return st_->ready_locked() && self.template commit<L>(st_);
+  }
+  void arm(waiter& w) override {
+    std::lock_guard<std::mutex> g(st_->mu());
+    if (st_->ready_locked()) {
+      self_ref self(w);
+      self.template commit<L>(st_);
+      return;
+    }
+    st_->park_ready_locked(w, *this);
+  }
+  void disarm(waiter& w) noexcept override {
+    std::lock_guard<std::mutex> g(st_->mu());
+    st_->ready_waiters().remove(&w);
+  }
+  const char* name() const override { return "listener"; }
+  void deliver(result_slot& slot) const override { slot.emplace<L>(st_); }
+
+ private:
+  const std::shared_ptr<listener_state> st_;
+};
+
+}  // namespace rkt::internal
+
+#endif  // RKT_SOCKET_INTERNAL_LISTENER_H_
