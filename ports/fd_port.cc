@@ -95,6 +95,12 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   // is open; close everything when neither is. Requires: the side's mu
   // released.
   void release(side s);
+  // The output side will close without shutting writing down (Racket's
+  // tcp-abandon-port): the peer sees the close only with the input side's.
+  void abandon_output() {
+    std::lock_guard<std::mutex> g(mu_);
+    abandoned_output_ = true;
+  }
   // The side's destructor: no report may reach it any more.
   void detach(side s) {
     std::lock_guard<std::mutex> g(mu_);
@@ -110,6 +116,7 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   fd_input* in_ = nullptr;    // guarded by mu_
   fd_output* out_ = nullptr;  // guarded by mu_
   uint8_t sides_ = 0;         // the sides not yet released; guarded by mu_
+  bool abandoned_output_ = false;  // guarded by mu_
 };
 
 std::exception_ptr fd_error(bool socket, const std::string& what, int error) {
@@ -158,6 +165,7 @@ class fd_input final : public internal::input_core, public managed_resource {
 
   void shut_down_by_custodian() noexcept override { close(); }
   std::string describe() const override { return "input port " + name(); }
+  fd_link& link() const { return *link_; }
 
  private:
   static std::size_t output_core_buffer() { return internal::output_core::kBufferSize; }
@@ -238,6 +246,7 @@ class fd_output final : public internal::output_core, public managed_resource {
 
   void shut_down_by_custodian() noexcept override { close_without_waiting(); }
   std::string describe() const override { return "output port " + name(); }
+  fd_link& link() const { return *link_; }
 
  private:
   std::mutex mu_;
@@ -257,7 +266,7 @@ void fd_link::release(side s) {
     if ((sides_ & s) == 0) return;
     sides_ &= ~s;
     last = sides_ == 0;
-    if (!last && socket_) {
+    if (!last && socket_ && !(s == kOutput && abandoned_output_)) {
       // Half-close; ENOTCONN (the peer is gone) needs nothing more.
       (void)::shutdown(fd_, s == kInput ? SHUT_RD : SHUT_WR);
     }
@@ -356,6 +365,23 @@ output_port make_fd_output_port(int fd, std::string name, const char* who) {
   current_custodian().manage(out, who);
   return output_port(std::move(out));
 }
+
+int fd_port_descriptor(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  return core != nullptr && !in.closed() ? core->link().fd() : -1;
+}
+
+int fd_port_descriptor(const output_port& out) {
+  auto* core = dynamic_cast<fd_output*>(out.core().get());
+  return core != nullptr && !out.closed() ? core->link().fd() : -1;
+}
+
+void abandon_port(const output_port& out) {
+  if (auto* core = dynamic_cast<fd_output*>(out.core().get())) core->link().abandon_output();
+  out.close();
+}
+
+void abandon_port(const input_port& in) { in.close(); }
 
 namespace {
 

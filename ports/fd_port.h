@@ -39,6 +39,18 @@ input_port make_fd_input_port(int fd, std::string name, const char* who = "make-
 output_port make_fd_output_port(int fd, std::string name,
                                 const char* who = "make-fd-output-port");
 
+// The descriptor under an open fd port, or -1 (another kind of port, or
+// closed). For system calls that do not read or write it (getsockname,
+// setsockopt); the port still owns it.
+int fd_port_descriptor(const input_port& in);
+int fd_port_descriptor(const output_port& out);
+
+// Racket's tcp-abandon-port: closes the port like close(), except that an
+// output port of a socket whose input port is still open does not shut
+// writing down; the peer sees the close when the input port closes too.
+void abandon_port(const output_port& out);
+void abandon_port(const input_port& in);
+
 // Racket's open-input-file: raises exn_fail_filesystem naming the path and
 // the errno text when the file cannot be opened.
 input_port open_input_file(const std::string& path);
