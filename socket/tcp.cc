@@ -23,6 +23,7 @@
 #include "evt/sync.h"
 #include "ports/fd_port.h"
 #include "socket/internal/listener.h"
+#include "socket/internal/owned_fd.h"
 
 namespace rkt {
 namespace {
@@ -209,29 +210,27 @@ ports tcp_connect(const std::string& hostname, uint16_t port_no,
   }
   int last_error = ECONNREFUSED;
   for (const addrinfo* a = remote.head; a != nullptr; a = a->ai_next) {
-    const int fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    internal::owned_fd fd(::socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0) {
       last_error = errno;
       continue;
     }
     if (local.head != nullptr) {
       const addrinfo* l = local.head;
       while (l != nullptr && l->ai_family != a->ai_family) l = l->ai_next;
-      if (l == nullptr || ::bind(fd, l->ai_addr, l->ai_addrlen) != 0) {
+      if (l == nullptr || ::bind(fd.get(), l->ai_addr, l->ai_addrlen) != 0) {
         last_error = l == nullptr ? EAFNOSUPPORT : errno;
-        ::close(fd);
         continue;
       }
     }
-    const int error = connect_parked(fd, *a);
+    const int error = connect_parked(fd.get(), *a);
     if (error != 0) {
       last_error = error;
-      ::close(fd);
       continue;
     }
     const int one = 1;
-    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return make_fd_ports(fd, "tcp", who);
+    (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return make_fd_ports(fd.release(), "tcp", who);
   }
   throw exn_fail_network(errno_message(std::string(who) + ": connection failed\n  hostname: " +
                                            hostname + "\n  port number: " +

@@ -18,6 +18,7 @@
 #include "evt/sync.h"
 #include "ports/fd_port.h"
 #include "socket/internal/listener.h"
+#include "socket/internal/owned_fd.h"
 
 namespace rkt {
 namespace {
@@ -184,12 +185,12 @@ std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& p
   const char* who = "unix_socket_connect";
   const socket_address a = address_of(path, who);
   refuse_if_shut_down(who);
-  const int fd = new_socket(who, path);
+  internal::owned_fd fd(new_socket(who, path));
   // A full backlog answers a non-blocking connect with EAGAIN (not
   // EINPROGRESS, and no readiness follows): try again after a pause.
   absl::Duration pause = absl::Microseconds(100);
   for (;;) {
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0) break;
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&a.addr), a.len) == 0) break;
     const int e = errno;
     if (e == EINTR) continue;
     if (e == EAGAIN) {
@@ -197,10 +198,9 @@ std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& p
       pause = std::min(pause * 2, absl::Milliseconds(20));
       continue;
     }
-    ::close(fd);
     raise_socket_error(who, "failed to connect socket", path, e);
   }
-  return make_fd_ports(fd, "unix-socket", who);
+  return make_fd_ports(fd.release(), "unix-socket", who);
 }
 
 }  // namespace rkt
