@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/time/time.h"
@@ -46,18 +47,44 @@ std::string complete_path(const std::string& p) {
   return out;
 }
 
-// What `path` reads as in a message: a quoted string, or the abstract
-// name's bytes with NULs written \0.
+// The escape Racket's writer uses for a control character, if it names one.
+const char* named_escape(unsigned char c) {
+  switch (c) {
+    case 7: return "\\a";
+    case 8: return "\\b";
+    case 9: return "\\t";
+    case 10: return "\\n";
+    case 11: return "\\v";
+    case 12: return "\\f";
+    case 13: return "\\r";
+    case 27: return "\\e";
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    default: return nullptr;
+  }
+}
+
+// What `path` reads as in a message, written as Racket's ~e writes it: a
+// string (other control characters as \uXXXX), or for an abstract name a
+// byte string (other non-printing bytes in octal, three digits when an
+// octal digit follows).
 std::string describe_path(const unix_socket_path& path) {
+  const std::string& b = path.bytes();
   std::string out = path.abstract() ? "#\"" : "\"";
-  for (char c : path.bytes()) {
-    if (c == '\0') {
-      out += "\\0";
-    } else if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    const auto c = static_cast<unsigned char>(b[i]);
+    char buf[8];
+    if (const char* e = named_escape(c)) {
+      out += e;
+    } else if (!path.abstract() && (c < 32 || c == 127)) {
+      std::snprintf(buf, sizeof buf, "\\u%04X", c);
+      out += buf;
+    } else if (path.abstract() && (c < 32 || c >= 127)) {
+      const bool octal_next = i + 1 < b.size() && b[i + 1] >= '0' && b[i + 1] <= '7';
+      std::snprintf(buf, sizeof buf, octal_next ? "\\%03o" : "\\%o", c);
+      out += buf;
     } else {
-      out += c;
+      out += static_cast<char>(c);
     }
   }
   return out + "\"";
