@@ -52,27 +52,33 @@
 #include "ports/port.h"
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
+#include "tests/testing/port_helpers.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using namespace std::string_literals;
 
+using ::rkt::test::arrives;
 using ::rkt::test::await;
+using ::rkt::test::expect_nothing_arrives;
+using ::rkt::test::fd_open;
+using ::rkt::test::fnv1a;
+using ::rkt::test::pattern;
+using ::rkt::test::raised;
 using ::rkt::test::scoped_thread;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::sync_within;
+using ::rkt::test::temp_dir;
 using ::rkt::test::unwind_counter;
+using ::rkt::test::write_to_slow_reader;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 // One end of a connection: the two ports of one descriptor.
-struct side {
-  rkt::input_port in;
-  rkt::output_port out;
-};
+using side = ::rkt::test::conn;
 
 std::array<int, 2> raw_socketpair() {
   int s[2] = {-1, -1};
@@ -97,9 +103,6 @@ std::pair<side, side> connected() {
   return {make_side(s[0]), make_side(s[1])};
 }
 
-// Whether `fd` is an open descriptor of this process.
-bool fd_open(int fd) { return fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
-
 // Lets this OS thread's scheduler run (a close handed to it from another OS
 // thread completes there), then reports whether `fd` got closed; gives up
 // after a bound only a bug reaches.
@@ -119,27 +122,9 @@ bool sigpipe_pending() {
   return sigismember(&set, SIGPIPE) == 1;
 }
 
-// How long a check waits for bytes that must not come. A correct port
-// passes however long it is; only a wrong one on a slow machine can slip
-// through.
+// How long a check waits for bytes that must not come (see
+// expect_nothing_arrives).
 constexpr absl::Duration kQuiet = absl::Milliseconds(20);
-
-// Fails if a byte (or EOF) reaches `in` within kQuiet. The scheduler runs
-// meanwhile, so a readiness report for bytes sent would be seen.
-void expect_nothing_arrives(const rkt::input_port& in) {
-  char buf[256];
-  std::optional<rkt::or_eof<std::size_t>> n =
-      rkt::sync_timeout(kQuiet, rkt::read_bytes_avail_evt(buf, in));
-  if (n.has_value()) {
-    ADD_FAILURE() << "bytes arrived: "
-                  << (n->has_value() ? "\"" + std::string(buf, **n) + "\"" : "EOF");
-  }
-}
-
-// The next `n` bytes of `in` (fewer before EOF; "<EOF>" at EOF), bounded.
-std::string arrives(const rkt::input_port& in, std::size_t n) {
-  return sync_within(rkt::read_bytes_evt(n, in)).value_or("<EOF>");
-}
 
 // Writes through `out` without blocking until the socket takes no more;
 // returns how many bytes went. `out` must have nothing buffered.
@@ -156,68 +141,6 @@ std::size_t fill_socket(const rkt::output_port& out) {
     total += *n;
   }
 }
-
-// Deterministic bytes that do not repeat with any short period.
-std::string pattern(std::size_t n) {
-  std::string s(n, '\0');
-  uint32_t x = 2463534242u;
-  for (char& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x >> 11);
-  }
-  return s;
-}
-
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (char c : s) {
-    h ^= static_cast<uint8_t>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-// Runs `f`, which must raise E, and returns what it raised; records a
-// failure (and returns nullopt) when it raises nothing or something else.
-template <class E, class F>
-std::optional<E> raised(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected " << typeid(E).name() << ", got " << typeid(e).name() << ": "
-                  << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "expected " << typeid(E).name() << ", nothing was raised";
-  return std::nullopt;
-}
-
-// A directory under /tmp, removed with its contents at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/rkt_ports_fd_test.XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr) << std::strerror(errno);
-    path_ = p != nullptr ? p : "/nonexistent";
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-    EXPECT_FALSE(std::filesystem::exists(path_)) << path_ << " was not removed";
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 void write_file(const std::string& path, const std::string& content) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -352,7 +275,7 @@ TEST_F(FdPortTest, BlockModeHoldsSmallWritesUntilFlush) {
   a.out.write_byte('d');
   char buf[8];
   EXPECT_EQ(b.in.read_bytes_avail_star(buf), 0u) << "block mode sent bytes before a flush";
-  expect_nothing_arrives(b.in);
+  expect_nothing_arrives(b.in, kQuiet);
   a.out.flush();
   EXPECT_EQ(arrives(b.in, 5), "abc\nd");
 }
@@ -377,13 +300,13 @@ TEST_F(FdPortTest, LineModeFlushesAtNewline) {
   a.out.set_buffer_mode(rkt::buffer_mode::line);
   EXPECT_EQ(a.out.get_buffer_mode(), rkt::buffer_mode::line);
   a.out.write_bytes("ab");
-  expect_nothing_arrives(b.in);
+  expect_nothing_arrives(b.in, kQuiet);
   a.out.write_bytes("c\nd");
   EXPECT_EQ(arrives(b.in, 4), "abc\n");
   a.out.flush();
   EXPECT_EQ(arrives(b.in, 1), "d");
   a.out.write_byte('e');
-  expect_nothing_arrives(b.in);
+  expect_nothing_arrives(b.in, kQuiet);
   a.out.write_byte('\n');
   EXPECT_EQ(arrives(b.in, 2), "e\n");
 }
@@ -556,32 +479,12 @@ TEST_F(FdPortTest, AnEightMebibyteWriteCompletesWhileAReaderDrainsSlowly) {
   const side& a = p.first;
   const side& b = p.second;
   const std::string data = pattern(8u << 20);
-  std::string got;
-  got.reserve(data.size());
-  std::size_t written = 0;
-  std::size_t reads = 0;
-  scoped_thread reader([&] {
-    char buf[700];
-    for (;;) {
-      rkt::or_eof<std::size_t> n = b.in.read_bytes_avail(buf);
-      if (!n) return;
-      EXPECT_GE(*n, 1u);
-      got.append(buf, *n);
-      ++reads;
-      rkt::yield();
-    }
-  });
-  scoped_thread writer([&] {
-    written = a.out.write_bytes(data);
-    a.out.close();
-  });
-  writer.join();
-  reader.join();
-  EXPECT_EQ(written, data.size());
-  EXPECT_GE(reads, data.size() / 700);
-  ASSERT_EQ(got.size(), data.size());
-  EXPECT_EQ(fnv1a(got), fnv1a(data));
-  EXPECT_TRUE(got == data) << "the bytes arrived out of order";
+  const rkt::test::slow_transfer t = write_to_slow_reader(a.out, b.in, data);
+  EXPECT_EQ(t.written, data.size());
+  EXPECT_GE(t.reads, data.size() / rkt::test::kSlowReadSize);
+  ASSERT_EQ(t.got.size(), data.size());
+  EXPECT_EQ(fnv1a(t.got), fnv1a(data));
+  EXPECT_TRUE(t.got == data) << "the bytes arrived out of order";
 }
 
 // --- EPIPE without SIGPIPE ----------------------------------------------------

@@ -43,6 +43,7 @@
 #include "ports/pipe.h"
 #include "ports/port.h"
 #include "tests/testing/green_threads.h"
+#include "tests/testing/port_helpers.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
@@ -50,6 +51,8 @@ namespace {
 using ::rkt::line_mode;
 using ::rkt::or_eof;
 using ::rkt::test::await;
+using ::rkt::test::fnv1a;
+using ::rkt::test::kFnvOffset;
 using ::rkt::test::ready_now;
 using ::rkt::test::scoped_thread;
 using ::rkt::test::spawn_parked;
@@ -261,16 +264,6 @@ std::string escaped(std::string_view s) {
   }
   return out;
 }
-
-// FNV-1a, to compare a long stream with what arrived.
-uint64_t fnv1a(uint64_t h, std::string_view bytes) {
-  for (char c : bytes) {
-    h ^= static_cast<uint8_t>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-constexpr uint64_t kFnvOffset = 14695981039346656037ull;
 
 // n pseudo-random bytes (xorshift), every byte value included.
 std::string noise(std::size_t n) {
@@ -1542,7 +1535,7 @@ class CrossThreadTest : public rkt::test::clean_test {};
 TEST_F(CrossThreadTest, OneMebibyteCrossesALimitedPipeFromAnotherOsThread) {
   constexpr std::size_t kTotal = std::size_t{1} << 20;
   const std::string stream = noise(kTotal);
-  const uint64_t expected = fnv1a(kFnvOffset, stream);
+  const uint64_t expected = fnv1a(stream);
   pipe_ends p = new_pipe(4096);
   std::jthread writer = start_os_thread([&] {
     static constexpr std::size_t kSizes[] = {1, 7, 4096, 100, 5000, 3, 65536, 4095, 2, 999};
@@ -1566,7 +1559,7 @@ TEST_F(CrossThreadTest, OneMebibyteCrossesALimitedPipeFromAnotherOsThread) {
   scoped_thread reader(reporting([&] {
     char buf[1500];
     while (or_eof<std::size_t> n = p.in.read_bytes_avail(buf)) {
-      h = fnv1a(h, std::string_view(buf, *n));
+      h = fnv1a(std::string_view(buf, *n), h);
       received += *n;
     }
   }));

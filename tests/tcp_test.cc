@@ -56,65 +56,34 @@
 #include "ports/port.h"
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
+#include "tests/testing/port_helpers.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using namespace std::string_literals;
 
+using ::rkt::test::arrives;
 using ::rkt::test::await;
+using ::rkt::test::conn;
+using ::rkt::test::expect_nothing_arrives;
+using ::rkt::test::on_green_thread;
+using ::rkt::test::pattern;
+using ::rkt::test::raised;
 using ::rkt::test::scoped_thread;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::sync_within;
+using ::rkt::test::write_to_slow_reader;
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 using port_pair = std::pair<rkt::input_port, rkt::output_port>;
 
-// One end of a TCP connection.
-struct conn {
-  rkt::input_port in;
-  rkt::output_port out;
-  explicit conn(port_pair p) : in(std::move(p.first)), out(std::move(p.second)) {}
-};
-
-// How long a check waits for bytes (or EOF) that must not come. A correct
-// implementation passes however long it is.
+// How long a check waits for bytes (or EOF) that must not come (see
+// expect_nothing_arrives).
 constexpr absl::Duration kQuiet = absl::Milliseconds(30);
-
-// Runs `f` on a new green thread and waits, bounded, for it to finish;
-// returns its result or rethrows its exception. For the calls that park
-// (tcp_connect, tcp_accept): a bug fails the test instead of hanging it.
-template <class F>
-auto on_green_thread(F f) -> std::invoke_result_t<F&> {
-  using R = std::invoke_result_t<F&>;
-  std::exception_ptr error;
-  if constexpr (std::is_void_v<R>) {
-    scoped_thread t([&] {
-      try {
-        f();
-      } catch (const std::exception&) {
-        error = std::current_exception();
-      }
-    });
-    t.join();
-    if (error) std::rethrow_exception(error);
-  } else {
-    std::optional<R> result;
-    scoped_thread t([&] {
-      try {
-        result.emplace(f());
-      } catch (const std::exception&) {
-        error = std::current_exception();
-      }
-    });
-    t.join();
-    if (error) std::rethrow_exception(error);
-    return std::move(*result);
-  }
-}
 
 conn connect_to(const std::string& host, uint16_t port) {
   return conn(on_green_thread([&] { return rkt::tcp_connect(host, port); }));
@@ -131,56 +100,10 @@ void send(const rkt::output_port& out, const std::string& s) {
   out.flush();
 }
 
-// The next `n` bytes of `in` (fewer before EOF; "<EOF>" at EOF), bounded.
-std::string arrives(const rkt::input_port& in, std::size_t n) {
-  return sync_within(rkt::read_bytes_evt(n, in)).value_or("<EOF>");
-}
-
 // Waits, bounded, for EOF to be next in `in`; fails if bytes come first.
 void expect_eof(const rkt::input_port& in) {
   std::string got = arrives(in, 1);
   EXPECT_EQ(got, "<EOF>") << "bytes came before EOF";
-}
-
-// Fails if a byte (or EOF) reaches `in` within kQuiet.
-void expect_nothing_arrives(const rkt::input_port& in) {
-  char buf[256];
-  std::optional<rkt::or_eof<std::size_t>> n =
-      rkt::sync_timeout(kQuiet, rkt::read_bytes_avail_evt(buf, in));
-  if (n.has_value()) {
-    ADD_FAILURE() << "arrived: "
-                  << (n->has_value() ? "\"" + std::string(buf, **n) + "\"" : "EOF"s);
-  }
-}
-
-// Deterministic bytes that do not repeat with any short period.
-std::string pattern(std::size_t n, uint32_t seed = 2463534242u) {
-  std::string s(n, '\0');
-  uint32_t x = seed == 0 ? 1 : seed;
-  for (char& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x >> 11);
-  }
-  return s;
-}
-
-// Runs `f`, which must raise E, and returns what it raised; records a
-// failure (and returns nullopt) when it raises nothing or something else.
-template <class E, class F>
-std::optional<E> raised(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected " << typeid(E).name() << ", got " << typeid(e).name() << ": "
-                  << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "expected " << typeid(E).name() << ", nothing was raised";
-  return std::nullopt;
 }
 
 // Whether a TCP socket can be bound to ::1 here.
@@ -471,11 +394,11 @@ TEST_P(TcpFamilyTest, AbandoningTheOutputSendsNoEofUntilTheInputClosesToo) {
   ASSERT_TRUE(w);
   EXPECT_THAT(w->what(), HasSubstr("output port is closed"));
   EXPECT_EQ(arrives(server.in, 10), "last words"s);
-  expect_nothing_arrives(server.in);  // no EOF: the input port is open
+  expect_nothing_arrives(server.in, kQuiet);  // no EOF: the input port is open
   // The connection still works toward the client.
   send(server.out, "still");
   EXPECT_EQ(arrives(client.in, 5), "still"s);
-  expect_nothing_arrives(server.in);
+  expect_nothing_arrives(server.in, kQuiet);
   client.in.close();
   expect_eof(server.in);
 }
@@ -579,31 +502,11 @@ TEST_P(TcpFamilyTest, AnEightMebibyteTransferToASlowReaderArrivesIntact) {
   conn client = connect_to(host(), port_of(l));
   conn server = accept_from(l);
   const std::string data = pattern(8u << 20);
-  std::string got;
-  got.reserve(data.size());
-  std::size_t written = 0;
-  std::size_t reads = 0;
-  scoped_thread reader([&] {
-    char buf[700];
-    for (;;) {
-      rkt::or_eof<std::size_t> n = client.in.read_bytes_avail(buf);
-      if (!n) return;
-      EXPECT_GE(*n, 1u);
-      got.append(buf, *n);
-      ++reads;
-      rkt::yield();
-    }
-  });
-  scoped_thread writer([&] {
-    written = server.out.write_bytes(data);
-    server.out.close();
-  });
-  writer.join();
-  reader.join();
-  EXPECT_EQ(written, data.size());
-  EXPECT_GE(reads, data.size() / 700);
-  ASSERT_EQ(got.size(), data.size());
-  EXPECT_TRUE(got == data) << "the bytes arrived altered or out of order";
+  const rkt::test::slow_transfer t = write_to_slow_reader(server.out, client.in, data);
+  EXPECT_EQ(t.written, data.size());
+  EXPECT_GE(t.reads, data.size() / rkt::test::kSlowReadSize);
+  ASSERT_EQ(t.got.size(), data.size());
+  EXPECT_TRUE(t.got == data) << "the bytes arrived altered or out of order";
 }
 
 TEST_P(TcpFamilyTest, TwoHundredConcurrentEchoConnections) {

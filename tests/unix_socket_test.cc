@@ -52,6 +52,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -78,17 +79,24 @@
 #include "ports/port.h"
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
+#include "tests/testing/port_helpers.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using namespace std::string_literals;
 
+using ::rkt::test::arrives;
 using ::rkt::test::await;
+using ::rkt::test::is_socket_file;
+using ::rkt::test::on_green_thread;
+using ::rkt::test::pattern;
+using ::rkt::test::raised;
 using ::rkt::test::scoped_thread;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::sync_within;
+using ::rkt::test::temp_dir;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
@@ -100,86 +108,16 @@ using maybe_ports = std::optional<port_pair>;
 constexpr std::size_t kMaxPath = 108;
 
 // One end of a connection.
-struct side {
-  rkt::input_port in;
-  rkt::output_port out;
-  explicit side(port_pair p) : in(std::move(p.first)), out(std::move(p.second)) {}
-  void close() const {
-    in.close();
-    out.close();
-  }
-};
-
-// Runs `f`, which must raise E, and returns what it raised; records a
-// failure (and returns nullopt) when it raises nothing or something else.
-template <class E, class F>
-std::optional<E> raised(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected " << typeid(E).name() << ", got " << typeid(e).name() << ": "
-                  << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "expected " << typeid(E).name() << ", nothing was raised";
-  return std::nullopt;
-}
-
-// Runs `f` on a new green thread and waits for it, bounded; returns its
-// result or rethrows what it raised. A call that hangs fails the test (the
-// thread is killed) instead of hanging it.
-template <class F>
-auto bounded(F f) -> std::invoke_result_t<F&> {
-  using R = std::invoke_result_t<F&>;
-  std::exception_ptr error;
-  if constexpr (std::is_void_v<R>) {
-    {
-      scoped_thread t([&] {
-        try {
-          f();
-        } catch (const rkt::thread_killed&) {
-          throw;
-        } catch (...) {
-          error = std::current_exception();
-        }
-      });
-      t.join();
-    }
-    if (error) std::rethrow_exception(error);
-  } else {
-    std::optional<R> result;
-    {
-      scoped_thread t([&] {
-        try {
-          result.emplace(f());
-        } catch (const rkt::thread_killed&) {
-          throw;
-        } catch (...) {
-          error = std::current_exception();
-        }
-      });
-      t.join();
-    }
-    if (error) std::rethrow_exception(error);
-    return std::move(*result);
-  }
-}
+using side = ::rkt::test::conn;
 
 side accept_bounded(const rkt::unix_socket_listener& l) {
-  return side(bounded([&] { return rkt::unix_socket_accept(l); }));
+  return side(on_green_thread([&] { return rkt::unix_socket_accept(l); }));
 }
 
 side connect_to(const rkt::unix_socket_path& p) { return side(rkt::unix_socket_connect(p)); }
 
 bool ready_now(const rkt::unix_socket_listener& l) {
   return rkt::sync_timeout(absl::ZeroDuration(), l).has_value();
-}
-
-// The next `n` bytes of `in` (fewer before EOF; "<EOF>" at EOF), bounded.
-std::string arrives(const rkt::input_port& in, std::size_t n) {
-  return sync_within(rkt::read_bytes_evt(n, in)).value_or("<EOF>");
 }
 
 // Everything up to EOF, each read bounded.
@@ -197,20 +135,6 @@ bool at_eof(const rkt::input_port& in) {
   return !sync_within(rkt::read_bytes_evt(1, in)).has_value();
 }
 
-// Deterministic bytes, different for each seed.
-std::string pattern(std::size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  uint32_t x = 2463534242u ^ (seed * 2654435761u);
-  if (x == 0) x = 1;
-  for (char& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x >> 11);
-  }
-  return s;
-}
-
 // A fresh abstract name: NUL, then a prefix unique to this process and run
 // (parallel test runs may share the abstract namespace), a counter, `tag`.
 std::string unique_abstract(const std::string& tag) {
@@ -225,51 +149,6 @@ std::string unique_abstract(const std::string& tag) {
 
 rkt::unix_socket_abstract_name abstract(std::string bytes) {
   return rkt::unix_socket_abstract_name(std::move(bytes));
-}
-
-// A directory under /tmp (a short prefix, so that 108-byte paths fit),
-// removed with its contents at scope exit.
-class temp_dir {
- public:
-  temp_dir() {
-    char tmpl[] = "/tmp/rkt_us.XXXXXX";
-    const char* p = mkdtemp(tmpl);
-    EXPECT_NE(p, nullptr) << std::strerror(errno);
-    path_ = p != nullptr ? p : "/nonexistent";
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, ec);
-    std::filesystem::remove_all(path_, ec);
-    EXPECT_FALSE(std::filesystem::exists(path_)) << path_ << " was not removed";
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  // A path in this directory of exactly `n` bytes.
-  std::string file_of_length(std::size_t n, char fill = 'p') const {
-    EXPECT_GT(n, path_.size() + 1);
-    return path_ + "/" + std::string(n - path_.size() - 1, fill);
-  }
-  std::size_t entries() const {
-    std::size_t n = 0;
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator(path_, ec);
-         !ec && it != std::filesystem::directory_iterator(); ++it) {
-      ++n;
-    }
-    return n;
-  }
-
- private:
-  std::string path_;
-};
-
-bool is_socket_file(const std::string& path) {
-  std::error_code ec;
-  return std::filesystem::is_socket(std::filesystem::symlink_status(path, ec));
 }
 
 std::string current_dir() {
@@ -749,7 +628,12 @@ TEST_F(UnixSocketTest, AClosedListenerIsAlwaysReadyAndAcceptRaises) {
   EXPECT_EQ(refused->error_number(), ECONNREFUSED);
 }
 
-TEST_F(UnixSocketTest, ClosingAListenerWakesAThreadParkedInAccept) {
+// Parks one thread in unix_socket_accept on a fresh listener and another on
+// the listener as an event, runs `close_listener` on it, and checks that
+// both wake: accept with the closed-listener error, the event with the
+// listener.
+void expect_closing_wakes_parked_threads(
+    const std::function<void(const rkt::unix_socket_listener&)>& close_listener) {
   temp_dir dir;
   rkt::unix_socket_listener l = rkt::unix_socket_listen(dir.file("s"));
   std::string error;
@@ -764,7 +648,7 @@ TEST_F(UnixSocketTest, ClosingAListenerWakesAThreadParkedInAccept) {
   });
   std::optional<rkt::unix_socket_listener> woke;
   rkt::thread waiter = spawn_parked(ready, [&] { woke.emplace(sync_within(l)); });
-  rkt::unix_socket_close_listener(l);
+  close_listener(l);
   await(acceptor);
   await(waiter);
   EXPECT_THAT(error, StartsWith("unix_socket_accept: unix socket listener is closed"));
@@ -772,29 +656,21 @@ TEST_F(UnixSocketTest, ClosingAListenerWakesAThreadParkedInAccept) {
   EXPECT_TRUE(*woke == l);
 }
 
+TEST_F(UnixSocketTest, ClosingAListenerWakesAThreadParkedInAccept) {
+  expect_closing_wakes_parked_threads(
+      [](const rkt::unix_socket_listener& l) { rkt::unix_socket_close_listener(l); });
+}
+
 TEST_F(UnixSocketTest, ClosingAListenerFromAnotherOsThreadWakesAParkedAccept) {
-  temp_dir dir;
-  rkt::unix_socket_listener l = rkt::unix_socket_listen(dir.file("s"));
-  std::string error;
-  rkt::semaphore ready;
-  rkt::thread acceptor = spawn_parked(ready, [&] {
-    try {
-      rkt::unix_socket_accept(l);
-      ADD_FAILURE() << "accept returned";
-    } catch (const rkt::exn_fail_network& e) {
-      error = e.what();
-    }
+  std::optional<rkt::unix_socket_listener> closed;
+  std::jthread os;
+  expect_closing_wakes_parked_threads([&](const rkt::unix_socket_listener& l) {
+    closed.emplace(l);
+    os = start_os_thread([l] { rkt::unix_socket_close_listener(l); });
   });
-  std::optional<rkt::unix_socket_listener> woke;
-  rkt::thread waiter = spawn_parked(ready, [&] { woke.emplace(sync_within(l)); });
-  std::jthread os = start_os_thread([l] { rkt::unix_socket_close_listener(l); });
-  await(acceptor);
-  await(waiter);
   os.join();
-  EXPECT_THAT(error, StartsWith("unix_socket_accept: unix socket listener is closed"));
-  ASSERT_TRUE(woke.has_value()) << "a thread parked on the listener event woke too";
-  EXPECT_TRUE(*woke == l);
-  EXPECT_TRUE(ready_now(l));
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_TRUE(ready_now(*closed));
 }
 
 // --- unix_socket_accept_evt -----------------------------------------------------
@@ -1130,7 +1006,7 @@ TEST_F(UnixSocketTest, AShutDownCustodianRefusesListenConnectAndAccept) {
   // custodian has been shut down").
   side client = connect_to(p);
   auto eacc = raised<rkt::exn_fail_contract>([&] {
-    bounded([&] {
+    on_green_thread([&] {
       rkt::custodian_scope in(c);
       return rkt::unix_socket_accept(l);
     });
