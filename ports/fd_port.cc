@@ -179,6 +179,10 @@ class fd_input final : public internal::input_core, public managed_resource {
     } while (r < 0 && errno == EINTR);
     if (r > 0) {
       n = static_cast<std::size_t>(r);
+      // A short read drained the descriptor: record it as not readable, so
+      // that the next read parks without an EAGAIN read first (new bytes
+      // bring a new report; one that came since `seen` keeps the bit).
+      if (n < len) link_->saw_again(seen, internal::kReadable);
       return fill_status::progress;
     }
     if (r == 0) return fill_status::eof;

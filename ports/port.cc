@@ -31,7 +31,10 @@ std::optional<R> run_read(input_core& core, const read_spec& spec, const char* w
     input_core::lock l(core);
     direct_commit c;
     bool may_fill = true;
-    if (core.attempt_locked(node, c, may_fill) == input_core::attempt::done) {
+    // A blocking read may trust the source's readiness record: if it says
+    // "drained", the read parks and the next report serves it. A
+    // non-blocking one must ask (no report comes before it returns).
+    if (core.attempt_locked(node, c, may_fill, /*fresh=*/!block) == input_core::attempt::done) {
       c.slot().rethrow_if_exception();
       return c.slot().take<R>();
     }
