@@ -19,7 +19,7 @@ namespace {
 // Echoes until the peer closes its side; a peer that vanishes mid-write ends
 // the connection the same way.
 void echo(const input_port& in, const output_port& out) {
-  std::array<char, 4096> buf;
+  std::array<char, 2048> buf;
   try {
     while (or_eof<std::size_t> n = in.read_bytes_avail(buf)) {
       out.write_bytes(std::string_view(buf.data(), *n));

@@ -91,7 +91,7 @@ class input_core {
   }
   // Avail reads of at least this many bytes into an empty buffer go
   // straight to their destination.
-  static constexpr std::size_t kDirectReadMin = 4096;
+  static constexpr std::size_t kDirectReadMin = 1024;
   // A read dropped n bytes from the buffer's head.
   virtual void consumed_locked(std::size_t /*n*/) {}
   // A read that is still waiting has looked at the first n buffered bytes
