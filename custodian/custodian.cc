@@ -117,6 +117,10 @@ void custodian::manage(const std::shared_ptr<managed_resource>& r, const char* w
   if (!try_manage(r)) internal::raise_shut_down(who);
 }
 
+void custodian::check_not_shut_down(const char* who) const {
+  if (is_shut_down()) internal::raise_shut_down(who);
+}
+
 bool custodian::try_manage(const std::shared_ptr<managed_resource>& r) const {
   std::lock_guard<std::mutex> g(st_->mu);
   if (st_->shut_down.load(std::memory_order_relaxed)) return false;

@@ -62,6 +62,9 @@ class custodian {
   // Registers `r`, held weakly, for `who`'s error message. Raises
   // exn_fail_contract "<who>: the custodian has been shut down" when it is.
   void manage(const std::shared_ptr<managed_resource>& r, const char* who) const;
+  // Raises what manage() raises for `who` when the custodian is shut down:
+  // for constructors that check before acquiring their OS resource.
+  void check_not_shut_down(const char* who) const;
   // As manage(), but returns false instead of raising.
   bool try_manage(const std::shared_ptr<managed_resource>& r) const;
 

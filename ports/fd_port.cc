@@ -136,7 +136,7 @@ class fd_input final : public internal::input_core, public managed_resource {
   internal::byte_buffer& buffer() override { return buffer_; }
 
   fill_status fill_locked(int& error, bool fresh) override {
-    const std::size_t want = mode_ == buffer_mode::none ? 1 : output_core_buffer();
+    const std::size_t want = mode_ == buffer_mode::none ? 1 : kReadChunk;
     fill_status st;
     std::size_t n = 0;
     st = read_into(buffer_.prepare(want), want, n, error, fresh);
@@ -168,7 +168,7 @@ class fd_input final : public internal::input_core, public managed_resource {
   fd_link& link() const { return *link_; }
 
  private:
-  static std::size_t output_core_buffer() { return internal::output_core::kBufferSize; }
+  static constexpr std::size_t kReadChunk = 4096;  // what one fill asks the kernel for
 
   fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error, bool fresh) {
     uint64_t seen = 0;
@@ -406,18 +406,14 @@ int open_or_raise(const char* who, const char* what, const std::string& path, in
 
 input_port open_input_file(const std::string& path) {
   const char* who = "open-input-file";
-  if (current_custodian().is_shut_down()) {
-    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
-  }
+  current_custodian().check_not_shut_down(who);
   return make_fd_input_port(open_or_raise(who, "cannot open input file", path, O_RDONLY), path,
                             who);
 }
 
 output_port open_output_file(const std::string& path, exists_mode exists) {
   const char* who = "open-output-file";
-  if (current_custodian().is_shut_down()) {
-    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
-  }
+  current_custodian().check_not_shut_down(who);
   int flags = O_WRONLY;
   switch (exists) {
     case exists_mode::error:

@@ -78,12 +78,6 @@ uint16_t port_of(const sockaddr_storage& a) {
   return 0;
 }
 
-void refuse_if_shut_down(const char* who) {
-  if (current_custodian().is_shut_down()) {
-    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
-  }
-}
-
 // Connects `fd` to `a` without blocking the OS thread: waits for the
 // writable report, then reads the outcome. Returns 0 or the errno.
 int connect_parked(int fd, const addrinfo& a) {
@@ -152,7 +146,7 @@ tcp_listener tcp_listen(uint16_t port_no, int max_allow_wait, bool reuse,
                             "exact-nonnegative-integer?\n  given: " +
                             std::to_string(max_allow_wait));
   }
-  refuse_if_shut_down(who);
+  current_custodian().check_not_shut_down(who);
   addrinfo_list addrs;
   resolve(who, hostname ? &*hostname : nullptr, port_no, true, addrs);
   // Without a host name, the IPv6 wildcard first, as a dual-stack socket.
@@ -200,7 +194,7 @@ ports tcp_connect(const std::string& hostname, uint16_t port_no,
                   const std::optional<std::string>& local_hostname,
                   std::optional<uint16_t> local_port_no) {
   const char* who = "tcp_connect";
-  refuse_if_shut_down(who);
+  current_custodian().check_not_shut_down(who);
   addrinfo_list remote;
   resolve(who, &hostname, port_no, false, remote);
   addrinfo_list local;

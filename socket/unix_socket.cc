@@ -117,12 +117,6 @@ socket_address address_of(const unix_socket_path& path, const char* who) {
       error);
 }
 
-void refuse_if_shut_down(const char* who) {
-  if (current_custodian().is_shut_down()) {
-    throw exn_fail_contract(std::string(who) + ": the custodian has been shut down");
-  }
-}
-
 int new_socket(const char* who, const unix_socket_path& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) raise_socket_error(who, "failed to create socket", path, errno);
@@ -171,7 +165,7 @@ unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlo
                             ": contract violation\n  expected: exact-nonnegative-integer?\n  "
                             "given: " + std::to_string(backlog));
   }
-  refuse_if_shut_down(who);
+  current_custodian().check_not_shut_down(who);
   const int fd = new_socket(who, path);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
     const int e = errno;
@@ -211,7 +205,7 @@ ports unix_socket_accept(const unix_socket_listener& listener) {
 std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& path) {
   const char* who = "unix_socket_connect";
   const socket_address a = address_of(path, who);
-  refuse_if_shut_down(who);
+  current_custodian().check_not_shut_down(who);
   internal::owned_fd fd(new_socket(who, path));
   // A full backlog answers a non-blocking connect with EAGAIN (not
   // EINPROGRESS, and no readiness follows): try again after a pause.
