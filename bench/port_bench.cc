@@ -217,6 +217,25 @@ void close_all(std::initializer_list<const input_port*> ins,
 // ---------------------------------------------------------------------------
 // Socketpair.
 
+// Both ends of a socketpair as ports, `a` over fd[0] and `b` over fd[1];
+// nullopt, with the benchmark skipped, when the pair cannot be made.
+struct socket_ports_pair {
+  std::pair<input_port, output_port> a;
+  std::pair<input_port, output_port> b;
+};
+std::optional<socket_ports_pair> open_socket_ports(benchmark::State& state) {
+  fd_pair fds;
+  if (!open_socketpair(fds)) {
+    state.SkipWithError(errno_text("socketpair").c_str());
+    return std::nullopt;
+  }
+  std::pair<input_port, output_port> a = rkt::make_fd_ports(fds.fd[0], "bench");
+  fds.fd[0] = -1;
+  std::pair<input_port, output_port> b = rkt::make_fd_ports(fds.fd[1], "bench");
+  fds.fd[1] = -1;
+  return socket_ports_pair{std::move(a), std::move(b)};
+}
+
 // fd[0] writes, fd[1] reads; each end has both ports, and all four stay open
 // until the end.
 void socket_ports(benchmark::State& state, buffer_mode mode) {
@@ -224,20 +243,11 @@ void socket_ports(benchmark::State& state, buffer_mode mode) {
   const std::string chunk = make_chunk(chunk_size);
   const std::size_t total = total_for(chunk_size);
   std::vector<char> buf(kReadBuffer);
-  fd_pair fds;
-  if (!open_socketpair(fds)) {
-    state.SkipWithError(errno_text("socketpair").c_str());
-    return;
-  }
   try {
-    const std::pair<input_port, output_port> a = rkt::make_fd_ports(fds.fd[0], "bench");
-    fds.fd[0] = -1;
-    const std::pair<input_port, output_port> b = rkt::make_fd_ports(fds.fd[1], "bench");
-    fds.fd[1] = -1;
-    const input_port& a_in = a.first;
-    const output_port& a_out = a.second;
-    const input_port& b_in = b.first;
-    const output_port& b_out = b.second;
+    const std::optional<socket_ports_pair> ends = open_socket_ports(state);
+    if (!ends) return;
+    const auto& [a_in, a_out] = ends->a;
+    const auto& [b_in, b_out] = ends->b;
     a_out.set_buffer_mode(mode);
     run_transfer(state, total, [&](bool verify) {
       return port_transfer(b_in, a_out, chunk, total, buf, verify);
@@ -490,20 +500,11 @@ void BM_ReadLine_std_getline(benchmark::State& state) {
 // the main green thread reads kLines lines with read_line.
 void BM_ReadLine_rkt_socket_port(benchmark::State& state) {
   const std::string& data = line_data();
-  fd_pair fds;
-  if (!open_socketpair(fds)) {
-    state.SkipWithError(errno_text("socketpair").c_str());
-    return;
-  }
   try {
-    const std::pair<input_port, output_port> a = rkt::make_fd_ports(fds.fd[0], "bench");
-    fds.fd[0] = -1;
-    const std::pair<input_port, output_port> b = rkt::make_fd_ports(fds.fd[1], "bench");
-    fds.fd[1] = -1;
-    const input_port& a_in = a.first;
-    const output_port& a_out = a.second;
-    const input_port& b_in = b.first;
-    const output_port& b_out = b.second;
+    const std::optional<socket_ports_pair> ends = open_socket_ports(state);
+    if (!ends) return;
+    const auto& [a_in, a_out] = ends->a;
+    const auto& [b_in, b_out] = ends->b;
     run_lines(state, [&](auto&& check) -> std::string {
       std::string writer_error;
       rkt::thread writer([&] {
