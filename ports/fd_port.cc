@@ -257,10 +257,12 @@ class fd_output final : public internal::output_core, public managed_resource {
   const std::shared_ptr<fd_link> link_;
 };
 
-void fd_link::on_io(uint32_t /*events*/) noexcept {
+// A report serves only the side whose direction it names: a report of
+// write space alone (the peer read what we sent) cannot complete a read.
+void fd_link::on_io(uint32_t events) noexcept {
   std::lock_guard<std::mutex> g(mu_);
-  if (in_ != nullptr) in_->serve();
-  if (out_ != nullptr) out_->serve();
+  if (in_ != nullptr && (events & kReadReady) != 0) in_->serve();
+  if (out_ != nullptr && (events & kWriteReady) != 0) out_->serve();
 }
 
 void fd_link::release(side s) {
@@ -304,7 +306,25 @@ void ignore_sigpipe_once() {
   });
 }
 
-// The link for `fd`, made non-blocking and registered with the reactor.
+// Registers a non-blocking `fd` with the reactor (files excepted: `pollable`
+// false) and makes its link. Closes fd and raises when that fails.
+std::shared_ptr<fd_link> register_link(int fd, bool socket, bool pollable, const char* who) {
+  node_ref<io_handle> io;
+  if (pollable) {
+    io = io_handle::create(fd);
+    if (io->error() != 0) {
+      const int e = io->error();
+      io = node_ref<io_handle>();
+      ::close(fd);
+      std::rethrow_exception(
+          fd_error(socket, std::string(who) + ": cannot register descriptor", e));
+    }
+    io->assume_ready(internal::kReadable | internal::kWritable);
+  }
+  return std::make_shared<fd_link>(fd, socket, std::move(io));
+}
+
+// The link for any `fd`: finds out what it is and makes it non-blocking.
 // Closes fd and raises when that fails.
 std::shared_ptr<fd_link> make_link(int fd, const char* who) {
   struct stat st {};
@@ -320,19 +340,7 @@ std::shared_ptr<fd_link> make_link(int fd, const char* who) {
     ::close(fd);
     std::rethrow_exception(fd_error(socket, std::string(who) + ": cannot make non-blocking", e));
   }
-  node_ref<io_handle> io;
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-    io = io_handle::create(fd);
-    if (io->error() != 0) {
-      const int e = io->error();
-      io = node_ref<io_handle>();
-      ::close(fd);
-      std::rethrow_exception(
-          fd_error(socket, std::string(who) + ": cannot register descriptor", e));
-    }
-    io->assume_ready(internal::kReadable | internal::kWritable);
-  }
-  return std::make_shared<fd_link>(fd, socket, std::move(io));
+  return register_link(fd, socket, !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode), who);
 }
 
 template <class Core>
@@ -340,10 +348,9 @@ std::shared_ptr<Core> make_side(const std::shared_ptr<fd_link>& link, const std:
   return std::make_shared<Core>(link, name);
 }
 
-}  // namespace
-
-std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const char* who) {
-  std::shared_ptr<fd_link> link = make_link(fd, who);
+// Both ports of `link`, managed by the current custodian.
+std::pair<input_port, output_port> both_ports(std::shared_ptr<fd_link> link,
+                                              const std::string& name, const char* who) {
   auto in = make_side<fd_input>(link, name);
   auto out = make_side<fd_output>(link, name);
   link->attach(in.get(), out.get());
@@ -352,6 +359,17 @@ std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const
   c.manage(in, who);
   c.manage(out, who);
   return {input_port(std::move(in)), output_port(std::move(out))};
+}
+
+}  // namespace
+
+std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const char* who) {
+  return both_ports(make_link(fd, who), name, who);
+}
+
+std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
+                                                                 const char* who) {
+  return both_ports(register_link(fd, /*socket=*/true, /*pollable=*/true, who), name, who);
 }
 
 input_port make_fd_input_port(int fd, std::string name, const char* who) {

@@ -34,6 +34,13 @@ namespace rkt {
 std::pair<input_port, output_port> make_fd_ports(int fd, std::string name,
                                                  const char* who = "make-fd-ports");
 
+// make_fd_ports for a stream socket its caller created non-blocking
+// (SOCK_NONBLOCK, accept4): saves make_fd_ports's fstat and fcntl calls,
+// three per connection. The socket library uses it; a descriptor that is not
+// a non-blocking socket must go through make_fd_ports.
+std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
+                                                                 const char* who);
+
 // An input-only or output-only port over `fd`, which it owns.
 input_port make_fd_input_port(int fd, std::string name, const char* who = "make-fd-input-port");
 output_port make_fd_output_port(int fd, std::string name,

@@ -224,7 +224,7 @@ ports tcp_connect(const std::string& hostname, uint16_t port_no,
     }
     const int one = 1;
     (void)::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return make_fd_ports(fd.release(), "tcp", who);
+    return make_nonblocking_socket_ports(fd.release(), "tcp", who);
   }
   throw exn_fail_network(errno_message(std::string(who) + ": connection failed\n  hostname: " +
                                            hostname + "\n  port number: " +

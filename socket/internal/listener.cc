@@ -93,7 +93,7 @@ class listener_state::accept_node final : public base_evt<port_pair> {
     }
     try {
       custodian_scope in(owner_);
-      c.slot().emplace<port_pair>(make_fd_ports(fd, st_->kind_.port_name, who_));
+      c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, st_->kind_.port_name, who_));
     } catch (...) {
       c.slot().set_exception(std::current_exception());
     }
