@@ -4,10 +4,17 @@
 # Go (peers/echo.go) and Racket (peers/echo.rkt) under the same load
 # generator (bench/echo_load.cc), 64-byte ping-pong, each server fresh for
 # each connection count. Prints one table, with every ratio taken against
-# the epoll server at the same C in this run, and writes it to
+# the epoll server at the same C in the same round, and writes it to
 # bench/echo_compare.txt and a plot to bench/echo_compare.png.
 #   bench/echo_compare.sh
 #   CONNS="1 100" SECONDS=5 WARMUP=1 SERVERS="epoll go" bench/echo_compare.sh
+#   REPEAT=5 bench/echo_compare.sh
+# REPEAT=N runs N rounds of every server at each C, the servers of a round
+# back to back so that drift on a shared machine falls on all of them; the
+# table then gives medians, each ratio being the median of the per-round
+# ratios, with their range. SERVERS may also name rkt-thp: the rkt binary
+# with glibc's malloc on transparent huge pages
+# (GLIBC_TUNABLES=glibc.malloc.hugetlb=1), a deployment knob.
 # A server whose binary or toolchain is missing is skipped with a note.
 # Exit status: 1 if any run failed or a server did not shut down cleanly.
 set -euo pipefail
@@ -17,6 +24,7 @@ set -euo pipefail
 if [[ "$(declare -p SECONDS)" == "declare -ix"* ]]; then T=$SECONDS; else T=10; fi
 CONNS=${CONNS:-"1 100 1000"}
 WARMUP=${WARMUP:-2}
+REPEAT=${REPEAT:-1}
 SERVERS=${SERVERS:-"epoll rkt go racket"}
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -72,11 +80,12 @@ LOAD=$WORK/echo_load
 
 declare -A CMD
 CMD[epoll]="$WORK/epoll_echo"
-if [[ " $SERVERS " == *" rkt "* ]]; then
+if [[ " $SERVERS " == *" rkt "* || " $SERVERS " == *" rkt-thp "* ]]; then
   if ./bazelw query //examples:echo >/dev/null 2>&1; then
     if ./bazelw build -c opt //examples:echo; then
       cp "$BIN/examples/echo" "$WORK/rkt_echo"
       CMD[rkt]="$WORK/rkt_echo"
+      CMD[rkt-thp]="$WORK/rkt_echo"
     else
       note "rkt: //examples:echo failed to build; skipped"
       FAILED=1
@@ -120,6 +129,8 @@ start_server() {
   local log=$3
   if [[ $1 == racket ]]; then
     racket "$ROOT/bench/peers/echo.rkt" "$2" >"$log" 2>&1 &
+  elif [[ $1 == rkt-thp ]]; then
+    GLIBC_TUNABLES=glibc.malloc.hugetlb=1 "${CMD[$1]}" "$2" >"$log" 2>&1 &
   else
     "${CMD[$1]}" "$2" >"$log" 2>&1 &
   fi
@@ -158,10 +169,11 @@ stop_server() {
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 
 for c in $CONNS; do
+ for ((round = 1; round <= REPEAT; round++)); do
   for s in "${RAN[@]}"; do
     d=$(mktemp -d -p "$WORK" "$s-$c.XXXXXX")
     sock=$d/echo.sock
-    echo "=== $s, C=$c" >&2
+    echo "=== $s, C=$c, round $round of $REPEAT" >&2
     if ! start_server "$s" "$sock" "$d/server.log"; then
       note "$s: server did not come up: $(tail -1 "$d/server.log")"
       FAILED=1
@@ -172,12 +184,12 @@ for c in $CONNS; do
          --warmup "$WARMUP" --server-pid "$SERVER_PID" >"$d/load.log" 2>&1; then
       sed -n '2,$p' "$d/load.log" | grep -v '^RESULT' >&2 || true
       r=$(grep '^RESULT' "$d/load.log")
-      RPS[$s,$c]=$(field rps "$r")
-      P50[$s,$c]=$(field p50_us "$r")
-      P99[$s,$c]=$(field p99_us "$r")
-      KPC[$s,$c]=$(field kib_per_conn "$r")
-      SCPU[$s,$c]=$(field server_cpu "$r")
-      LCPU[$s,$c]=$(field client_cpu "$r")
+      RPS[$s,$c,$round]=$(field rps "$r")
+      P50[$s,$c,$round]=$(field p50_us "$r")
+      P99[$s,$c,$round]=$(field p99_us "$r")
+      KPC[$s,$c,$round]=$(field kib_per_conn "$r")
+      SCPU[$s,$c,$round]=$(field server_cpu "$r")
+      LCPU[$s,$c,$round]=$(field client_cpu "$r")
       if [[ "$(field min_conn_rts "$r")" == 0 ]]; then
         note "$s C=$c: a connection had no round trip while measured (starved)"
       fi
@@ -187,29 +199,76 @@ for c in $CONNS; do
     fi
     stop_server "$s" "$sock" || FAILED=1
   done
+ done
 done
 
 # --- report ----------------------------------------------------------------
 ratio() { if [[ -n "$1" && -n "$2" ]]; then awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; else echo "-"; fi; }
+# The median of the numbers given (mean of the middle two for an even
+# count); empty when there are none.
+median() {
+  (( $# )) || return 0
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+    END { m = int((NR + 1) / 2); if (NR % 2) x = v[m]; else x = (v[m] + v[m + 1]) / 2;
+          if (x == int(x)) printf "%d", x; else printf "%.2f", x }'
+}
+# Values of array $1 for server $2 at C=$3 over the rounds that produced one.
+runs_of() {
+  local -n arr=$1
+  local r
+  for ((r = 1; r <= REPEAT; r++)); do
+    [[ -n "${arr[$2,$3,$r]:-}" ]] && echo "${arr[$2,$3,$r]}"
+  done
+}
+# Per-round ratios of array $1 between server $2 and epoll at C=$3.
+ratios_of() {
+  local -n arr=$1
+  local r
+  for ((r = 1; r <= REPEAT; r++)); do
+    [[ -n "${arr[$2,$3,$r]:-}" && -n "${arr[epoll,$3,$r]:-}" ]] &&
+      ratio "${arr[$2,$3,$r]}" "${arr[epoll,$3,$r]}" && echo
+  done
+}
+# The medians, keyed by server,C, that the table and the plot show.
+declare -A M_RPS M_P50 M_P99 M_KPC M_SCPU M_LCPU M_RATIO M_P99X RANGE
+for c in $CONNS; do
+  for s in "${RAN[@]}"; do
+    M_RPS[$s,$c]=$(median $(runs_of RPS "$s" "$c"))
+    M_P50[$s,$c]=$(median $(runs_of P50 "$s" "$c"))
+    M_P99[$s,$c]=$(median $(runs_of P99 "$s" "$c"))
+    M_KPC[$s,$c]=$(median $(runs_of KPC "$s" "$c"))
+    M_SCPU[$s,$c]=$(median $(runs_of SCPU "$s" "$c"))
+    M_LCPU[$s,$c]=$(median $(runs_of LCPU "$s" "$c"))
+    rs=($(ratios_of RPS "$s" "$c"))
+    M_RATIO[$s,$c]=$(median "${rs[@]}")
+    M_P99X[$s,$c]=$(median $(ratios_of P99 "$s" "$c"))
+    RANGE[$s,$c]=-
+    if (( ${#rs[@]} > 1 )); then
+      RANGE[$s,$c]=$(printf '%s\n' "${rs[@]}" | sort -g | sed -n '1p;$p' | paste -sd-)
+    fi
+  done
+done
 {
-  echo "# bench/echo_compare.sh: ${RAN[*]}; C = $CONNS; ${T} s measured after ${WARMUP} s warmup; 64-byte ping-pong"
+  echo "# bench/echo_compare.sh: ${RAN[*]}; C = $CONNS; ${T} s measured after ${WARMUP} s warmup; 64-byte ping-pong; $REPEAT round(s)"
   echo "# date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# ratios are against epoll at the same C; srv and load are cores used while measured"
+  echo "# ratios are against epoll at the same C in the same round; srv and load are cores used while measured"
+  if (( REPEAT > 1 )); then
+    echo "# every column is the median over the rounds; ratio and p99 x are medians of the per-round ratios, range the lowest-highest ratio"
+  fi
   echo "# KiB/conn = (server VmRSS with all C connections live - before they connect) / C;"
   echo "# at small C a garbage-collected heap's drift swamps it"
-  printf '%-7s %5s %11s %6s %9s %9s %6s %9s %5s %5s\n' \
-    server C 'rt/s' ratio 'p50 us' 'p99 us' 'p99 x' 'KiB/conn' 'srv' 'load'
+  printf '%-7s %5s %11s %6s %9s %9s %9s %6s %9s %5s %5s\n' \
+    server C 'rt/s' ratio range 'p50 us' 'p99 us' 'p99 x' 'KiB/conn' 'srv' 'load'
   for c in $CONNS; do
     for s in "${RAN[@]}"; do
-      if [[ -z "${RPS[$s,$c]:-}" ]]; then
+      if [[ -z "${M_RPS[$s,$c]:-}" ]]; then
         printf '%-7s %5s %11s\n' "$s" "$c" failed
         continue
       fi
-      printf '%-7s %5s %11s %6s %9s %9s %6s %9s %5s %5s\n' "$s" "$c" \
-        "${RPS[$s,$c]}" "$(ratio "${RPS[$s,$c]}" "${RPS[epoll,$c]:-}")" \
-        "${P50[$s,$c]}" "${P99[$s,$c]}" \
-        "$(ratio "${P99[$s,$c]}" "${P99[epoll,$c]:-}")" \
-        "${KPC[$s,$c]}" "${SCPU[$s,$c]}" "${LCPU[$s,$c]}"
+      printf '%-7s %5s %11s %6s %9s %9s %9s %6s %9s %5s %5s\n' "$s" "$c" \
+        "${M_RPS[$s,$c]}" "${M_RATIO[$s,$c]:--}" "${RANGE[$s,$c]}" \
+        "${M_P50[$s,$c]}" "${M_P99[$s,$c]}" "${M_P99X[$s,$c]:--}" \
+        "${M_KPC[$s,$c]}" "${M_SCPU[$s,$c]}" "${M_LCPU[$s,$c]}"
     done
   done
   for n in "${NOTES[@]}"; do echo "# note: $n"; done
@@ -221,7 +280,7 @@ if command -v gnuplot >/dev/null && (( ${#RAN[@]} )); then
   plots_rps=() plots_p99=()
   for s in "${RAN[@]}"; do
     for c in $CONNS; do
-      [[ -n "${RPS[$s,$c]:-}" ]] && echo "$c ${RPS[$s,$c]} ${P99[$s,$c]}"
+      [[ -n "${M_RPS[$s,$c]:-}" ]] && echo "$c ${M_RPS[$s,$c]} ${M_P99[$s,$c]}"
     done | sort -n >"$WORK/$s.dat"
     if [[ -s "$WORK/$s.dat" ]]; then
       plots_rps+=("'$WORK/$s.dat' using 1:2 with linespoints title '$s'")
@@ -233,7 +292,7 @@ if command -v gnuplot >/dev/null && (( ${#RAN[@]} )); then
     gnuplot <<EOF || note "gnuplot failed; no $OUT_PNG"
 set terminal pngcairo size 1100,450
 set output '$OUT_PNG'
-set multiplot layout 1,2 title "Unix-socket echo, 64-byte ping-pong, ${T} s per point"
+set multiplot layout 1,2 title "Unix-socket echo, 64-byte ping-pong, ${T} s per run, median of ${REPEAT}"
 set logscale x
 set xlabel 'connections'
 set key top left
