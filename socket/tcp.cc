@@ -173,16 +173,9 @@ tcp_listener tcp_listen(uint16_t port_no, int max_allow_wait, bool reuse,
       ::close(fd);
       continue;
     }
-    node_ref<io_handle> io = io_handle::create(fd);
-    if (io->error() != 0) {
-      last_error = io->error();
-      ::close(fd);
-      continue;
-    }
-    auto st = std::make_shared<internal::listener_state>(
-        fd, std::move(io), kTcpListener, std::to_string(port_no));
-    current_custodian().manage(st, who);
-    return tcp_listener(std::move(st));
+    auto st = internal::listener_state::open(fd, kTcpListener, std::to_string(port_no), who,
+                                             last_error);
+    if (st != nullptr) return tcp_listener(std::move(st));
   }
   throw exn_fail_network(errno_message(std::string(who) + ": listen failed\n  port number: " +
                                            std::to_string(port_no),

@@ -15,7 +15,6 @@
 #include "custodian/custodian.h"
 #include "evt/alarm.h"
 #include "evt/exn.h"
-#include "evt/io_handle.h"
 #include "evt/sync.h"
 #include "ports/fd_port.h"
 #include "socket/internal/listener.h"
@@ -177,15 +176,9 @@ unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlo
     ::close(fd);
     raise_socket_error(who, "failed to listen", path, e);
   }
-  node_ref<io_handle> io = io_handle::create(fd);
-  if (io->error() != 0) {
-    const int e = io->error();
-    ::close(fd);
-    raise_socket_error(who, "failed to register socket", path, e);
-  }
-  auto st = std::make_shared<internal::listener_state>(fd, std::move(io), kUnixListener,
-                                                       describe_path(path));
-  current_custodian().manage(st, who);  // if refused, st's destructor closes fd
+  int error = 0;
+  auto st = internal::listener_state::open(fd, kUnixListener, describe_path(path), who, error);
+  if (st == nullptr) raise_socket_error(who, "failed to register socket", path, error);
   return unix_socket_listener(std::move(st));
 }
 

@@ -25,6 +25,20 @@ listener_state::listener_state(int fd, node_ref<io_handle> io, const listener_ki
 
 listener_state::~listener_state() { close(); }
 
+std::shared_ptr<listener_state> listener_state::open(int fd, const listener_kind& kind,
+                                                     std::string where, const char* who,
+                                                     int& error) {
+  node_ref<io_handle> io = io_handle::create(fd);
+  if (io->error() != 0) {
+    error = io->error();
+    ::close(fd);
+    return nullptr;
+  }
+  auto st = std::make_shared<listener_state>(fd, std::move(io), kind, std::move(where));
+  current_custodian().manage(st, who);  // if it refuses, st's destructor closes fd
+  return st;
+}
+
 bool listener_state::closed() const {
   std::lock_guard<std::mutex> g(mu_);
   return closed_;

@@ -39,6 +39,13 @@ class listener_state final : public managed_resource, public io_listener {
  public:
   // Takes the listening fd (non-blocking, registered as `io`).
   listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind, std::string where);
+
+  // The listener of a bound, listening, non-blocking `fd`: registered with
+  // this OS thread's reactor and managed by the current custodian (`who`
+  // names the caller if it refuses). On failure returns nullptr with
+  // `error` set to the errno; fd is closed either way when not returned.
+  static std::shared_ptr<listener_state> open(int fd, const listener_kind& kind,
+                                              std::string where, const char* who, int& error);
   ~listener_state() override;
 
   int fd() const { return fd_; }
