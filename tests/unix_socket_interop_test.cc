@@ -10,14 +10,18 @@
 // Children are started with posix_spawn (not fork: the test process may
 // have several OS threads, and posix_spawn is also what TSan copes with
 // best); their stdin and stdout are pipes wrapped as rkt fd ports, so
-// every wait parks a green thread and is bounded (sync_within). A child is
-// always reaped, and killed first when the test fails. Missing socat or
+// every wait parks a green thread and is bounded (sync_within); a child's
+// exit is waited for on its pidfd. Only "the child listens now" has no
+// event to wait on, so connect_when_listening retries its connect with
+// short bounded pauses. A child is always reaped, and killed first when the
+// test fails. Missing socat or
 // racket skips the test. Filesystem sockets live in a mkdtemp directory
 // removed at the end; abstract names carry the pid and a random number.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,6 +43,7 @@
 #include "evt/alarm.h"
 #include "evt/evt.h"
 #include "evt/exn.h"
+#include "evt/io_handle.h"
 #include "evt/sync.h"
 #include "gtest/gtest.h"
 #include "ports/fd_port.h"
@@ -157,21 +162,27 @@ class child_process {
   }
 
   // Waits, bounded, for the child to exit and returns its wait status;
-  // kills it and fails the test when it outlives the bound.
+  // kills it and fails the test when it outlives the bound. The wait is an
+  // event: a pidfd (pidfd_open(2)) turns readable when the child exits.
   int wait() {
-    const absl::Time deadline = absl::Now() + kHangBound;
-    while (!exited()) {
-      if (absl::Now() > deadline) {
-        ADD_FAILURE() << "child " << pid_ << " did not exit within " << kHangBound;
-        kill(pid_, SIGKILL);
-        int status;
-        waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return status;
-      }
-      pause_for(absl::Milliseconds(5));
+    if (exited()) return status_;
+    const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid_, 0));
+    EXPECT_GE(pidfd, 0) << "pidfd_open: " << std::strerror(errno);
+    bool done = false;
+    if (pidfd >= 0) {
+      rkt::node_ref<rkt::io_handle> io = rkt::io_handle::create(pidfd);
+      EXPECT_EQ(io->error(), 0) << std::strerror(io->error());
+      done = rkt::sync_timeout(kHangBound, io->readable_evt());
+      io->close();
+      close(pidfd);
     }
-    return status_;
+    if (done && exited()) return status_;
+    ADD_FAILURE() << "child " << pid_ << " did not exit within " << kHangBound;
+    kill(pid_, SIGKILL);
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return status;
   }
 
  private:
