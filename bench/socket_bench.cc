@@ -532,10 +532,11 @@ void finish_endpoint(benchmark::State& state, Endpoint& ep, std::string error) {
   if (!error.empty() && !state.error_occurred()) state.SkipWithError(error.c_str());
 }
 
-// One green thread connects, accepts and closes, client first (input side
-// first; see the file comment).
-template <class Endpoint>
-void BM_Accept_rkt(benchmark::State& state) {
+// What both rkt accept benchmarks share: the scheduler, the descriptor
+// checks, the endpoint, the allocation and item counts, and the teardown.
+// `timed(ep)` runs the timed loop and returns what went wrong, or "".
+template <class Endpoint, class Timed>
+void accept_bench(benchmark::State& state, Timed&& timed) {
   start_scheduler();
   const fd_leak_check fds;
   if (const std::string e = check_headroom(); !e.empty()) {
@@ -548,18 +549,8 @@ void BM_Accept_rkt(benchmark::State& state) {
       state.SkipWithError(ep.dir_error().c_str());
       return;
     }
-    std::string error;
     alloc_probe allocs;
-    try {
-      for (auto _ : state) {
-        const port_pair c = ep.connect();
-        const port_pair s = ep.accept();
-        close_ports(c);
-        close_ports(s);
-      }
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
+    std::string error = timed(ep);
     allocs.report(state);
     state.SetItemsProcessed(state.iterations());
     finish_endpoint(state, ep, std::move(error));
@@ -569,22 +560,30 @@ void BM_Accept_rkt(benchmark::State& state) {
   fds.check(state);
 }
 
+// One green thread connects, accepts and closes, client first (input side
+// first; see the file comment).
+template <class Endpoint>
+void BM_Accept_rkt(benchmark::State& state) {
+  accept_bench<Endpoint>(state, [&](Endpoint& ep) -> std::string {
+    try {
+      for (auto _ : state) {
+        const port_pair c = ep.connect();
+        const port_pair s = ep.accept();
+        close_ports(c);
+        close_ports(s);
+      }
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  });
+}
+
 // A server green thread accepts and closes at once; the main green thread
 // connects, waits for the server's EOF, and closes.
 template <class Endpoint>
 void BM_Accept_rkt_server_thread(benchmark::State& state) {
-  start_scheduler();
-  const fd_leak_check fds;
-  if (const std::string e = check_headroom(); !e.empty()) {
-    state.SkipWithError(e.c_str());
-    return;
-  }
-  try {
-    Endpoint ep;
-    if (!ep.dir_error().empty()) {
-      state.SkipWithError(ep.dir_error().c_str());
-      return;
-    }
+  accept_bench<Endpoint>(state, [&](Endpoint& ep) -> std::string {
     // Accepts until the listener closes. On an error it closes the
     // listener itself, which resets the queued connection the main thread
     // waits on, so that the main thread does not hang.
@@ -606,7 +605,6 @@ void BM_Accept_rkt_server_thread(benchmark::State& state) {
       }
     });
     std::string error;
-    alloc_probe allocs;
     try {
       for (auto _ : state) {
         const port_pair c = ep.connect();
@@ -620,16 +618,17 @@ void BM_Accept_rkt_server_thread(benchmark::State& state) {
     } catch (const std::exception& e) {
       error = e.what();
     }
-    allocs.report(state);
-    state.SetItemsProcessed(state.iterations());
+    // Closing the listener ends the server's accept; closing it again in
+    // the teardown does nothing.
     stopping = true;
-    if (!server_error.empty()) error = server_error;
-    finish_endpoint(state, ep, std::move(error));
+    try {
+      ep.close_listener();
+    } catch (const std::exception& e) {
+      if (error.empty()) error = e.what();
+    }
     server.wait();
-  } catch (const std::exception& e) {
-    state.SkipWithError(e.what());
-  }
-  fds.check(state);
+    return server_error.empty() ? error : server_error;
+  });
 }
 
 // ---------------------------------------------------------------------------
