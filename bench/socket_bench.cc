@@ -338,13 +338,19 @@ void BM_PingPong_rkt_one_thread(benchmark::State& state) {
   fds.check(state);
 }
 
-// Blocking read(2) of exactly `n` bytes; "" or what went wrong.
-std::string read_fully(int fd, char* p, std::size_t n) {
+// Blocking read(2) of exactly `n` bytes; "" or what went wrong. With
+// `eof_first`, an EOF before the first byte is no error: it sets *eof_first.
+std::string read_fully(int fd, char* p, std::size_t n, bool* eof_first = nullptr) {
+  const std::size_t wanted = n;
   while (n > 0) {
     const ssize_t r = ::read(fd, p, n);
     if (r < 0) {
       if (errno == EINTR) continue;
       return errno_text("read");
+    }
+    if (r == 0 && n == wanted && eof_first != nullptr) {
+      *eof_first = true;
+      return "";
     }
     if (r == 0) return "read: unexpected EOF";
     p += r;
@@ -385,18 +391,10 @@ void BM_PingPong_raw_two_threads(benchmark::State& state) {
     std::thread echo([&] {
       char buf[kMessage];
       for (;;) {
-        char* at = buf;
-        std::size_t want = kMessage;
-        while (want > 0) {
-          const ssize_t r = ::read(p.fd[1], at, want);
-          if (r < 0 && errno == EINTR) continue;
-          if (r < 0) echo_error = errno_text("echo: read");
-          if (r == 0 && want != kMessage) echo_error = "echo: EOF inside a message";
-          if (r <= 0) break;
-          at += r;
-          want -= static_cast<std::size_t>(r);
-        }
-        if (want > 0) break;
+        bool eof = false;
+        echo_error = read_fully(p.fd[1], buf, kMessage, &eof);
+        if (!echo_error.empty()) echo_error = "echo: " + echo_error;
+        if (!echo_error.empty() || eof) break;
         echo_error = write_fully(p.fd[1], buf, kMessage);
         if (!echo_error.empty()) break;
       }
