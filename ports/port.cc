@@ -27,8 +27,8 @@ template <class R>
 std::optional<R> run_read(input_core& core, const read_spec& spec, const char* who,
                           char* dst, bool block) {
   read_node<R> node(nullptr, core, spec, who, dst);
+  input_core::lock l(core);
   {
-    input_core::lock l(core);
     direct_commit c;
     bool may_fill = true;
     // A blocking read may trust the source's readiness record: if it says
@@ -40,7 +40,8 @@ std::optional<R> run_read(input_core& core, const read_spec& spec, const char* w
     }
   }
   if (!block) return std::nullopt;
-  node.skip_next_poll();
+  // Parks from under the same lock: one attempt, no re-check.
+  node.park_under(l);
   return internal::sync_on_stack<R>(node);
 }
 

@@ -140,7 +140,15 @@ class input_core {
   class lock {
    public:
     explicit lock(input_core& c) : c_(c), l_(c.mu()) {}
-    ~lock() { c_.settle_locked(); }
+    ~lock() {
+      if (l_.owns_lock()) c_.settle_locked();
+    }
+    // Settles and unlocks before the scope ends: a read that failed under
+    // this lock parked under it too (read_node::park_under).
+    void release() {
+      c_.settle_locked();
+      l_.unlock();
+    }
     lock(const lock&) = delete;
     lock& operator=(const lock&) = delete;
     std::unique_lock<std::mutex>& guard() { return l_; }

@@ -37,8 +37,15 @@ class read_node final : public base_evt<R>, public read_request {
     return core_.attempt_locked(*this, c, may_fill) == input_core::attempt::done;
   }
   // The re-check before parking may trust the source's readiness record:
-  // a report after it serves the parked waiter.
+  // a report after it serves the parked waiter. Under a method's still-held
+  // lock (park_under) there is nothing to re-check: nobody could change the
+  // port since the method's own attempt.
   void arm(waiter& w) override {
+    if (input_core::lock* held = std::exchange(held_, nullptr)) {
+      core_.park_locked(w, *this);
+      held->release();
+      return;
+    }
     input_core::lock l(core_);
     self_ref self(w);
     self_commit c(self);
@@ -53,9 +60,14 @@ class read_node final : public base_evt<R>, public read_request {
   }
   const char* name() const override { return who(); }
 
-  // For a method's node: the method has just tried and failed under the
-  // port's lock, so the sync's poll would only repeat it.
-  void skip_next_poll() { skip_poll_ = true; }
+  // For a method's node: the method has just tried and failed under `l`,
+  // which it still holds and syncs on this node next. The sync skips its
+  // poll, and arm() parks at once and releases `l`. The sync must come
+  // before anything else takes the port's lock on this OS thread.
+  void park_under(input_core::lock& l) {
+    skip_poll_ = true;
+    held_ = &l;
+  }
 
   char* dst() const override {
     if constexpr (std::is_same_v<R, or_eof<std::size_t>>) {
@@ -92,6 +104,7 @@ class read_node final : public base_evt<R>, public read_request {
   input_core& core_;
   char* const dst_;
   bool skip_poll_ = false;
+  input_core::lock* held_ = nullptr;  // park_under's lock, until arm() releases it
 };
 
 // R is std::size_t (write_bytes_avail_evt) or output_port (the port as an
