@@ -379,6 +379,27 @@ bool open_blocking_socketpair(benchmark::State& state, fd_pair& p) {
   return false;
 }
 
+// The timed loop of the raw rows: `round_trip(back)` sends `msg` and reads
+// the echo into `back`, returning "" or what went wrong. Stops at the first
+// error or a wrong echo, reports allocations, and returns the error.
+template <class RoundTrip>
+std::string timed_raw_pingpong(benchmark::State& state, const std::string& msg,
+                               RoundTrip&& round_trip) {
+  std::string error;
+  char back[kMessage];
+  alloc_probe allocs;
+  for (auto _ : state) {
+    error = round_trip(back);
+    if (!error.empty()) break;
+    if (std::memcmp(back, msg.data(), kMessage) != 0) {
+      error = "the echo differs from what was sent";
+      break;
+    }
+  }
+  allocs.report(state);
+  return error;
+}
+
 void BM_PingPong_raw_two_threads(benchmark::State& state) {
   const fd_leak_check fds;
   const std::string msg = make_message();
@@ -400,19 +421,10 @@ void BM_PingPong_raw_two_threads(benchmark::State& state) {
       }
       if (!echo_error.empty()) ::shutdown(p.fd[1], SHUT_RDWR);
     });
-    std::string error;
-    char back[kMessage];
-    alloc_probe allocs;
-    for (auto _ : state) {
-      error = write_fully(p.fd[0], msg.data(), kMessage);
-      if (error.empty()) error = read_fully(p.fd[0], back, kMessage);
-      if (!error.empty()) break;
-      if (std::memcmp(back, msg.data(), kMessage) != 0) {
-        error = "the echo differs from what was sent";
-        break;
-      }
-    }
-    allocs.report(state);
+    std::string error = timed_raw_pingpong(state, msg, [&](char* back) {
+      std::string e = write_fully(p.fd[0], msg.data(), kMessage);
+      return e.empty() ? read_fully(p.fd[0], back, kMessage) : e;
+    });
     ::shutdown(p.fd[0], SHUT_WR);
     echo.join();
     if (!echo_error.empty()) error = echo_error;
@@ -427,22 +439,13 @@ void BM_PingPong_raw_one_thread(benchmark::State& state) {
   {
     fd_pair p;
     if (!open_blocking_socketpair(state, p)) return;
-    std::string error;
     char there[kMessage];
-    char back[kMessage];
-    alloc_probe allocs;
-    for (auto _ : state) {
-      error = write_fully(p.fd[0], msg.data(), kMessage);
-      if (error.empty()) error = read_fully(p.fd[1], there, kMessage);
-      if (error.empty()) error = write_fully(p.fd[1], there, kMessage);
-      if (error.empty()) error = read_fully(p.fd[0], back, kMessage);
-      if (!error.empty()) break;
-      if (std::memcmp(back, msg.data(), kMessage) != 0) {
-        error = "the echo differs from what was sent";
-        break;
-      }
-    }
-    allocs.report(state);
+    const std::string error = timed_raw_pingpong(state, msg, [&](char* back) {
+      std::string e = write_fully(p.fd[0], msg.data(), kMessage);
+      if (e.empty()) e = read_fully(p.fd[1], there, kMessage);
+      if (e.empty()) e = write_fully(p.fd[1], there, kMessage);
+      return e.empty() ? read_fully(p.fd[0], back, kMessage) : e;
+    });
     if (!error.empty()) state.SkipWithError(error.c_str());
   }
   fds.check(state);
