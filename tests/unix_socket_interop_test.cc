@@ -26,13 +26,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +49,7 @@
 #include "socket/unix_socket.h"
 #include "tests/testing/green_threads.h"
 #include "tests/testing/port_helpers.h"
+#include "tests/testing/unix_socket_helpers.h"
 #include "tests/testing/sync_within.h"
 
 extern char** environ;
@@ -59,13 +58,16 @@ namespace {
 
 using namespace std::string_literals;
 
+using ::rkt::test::accept_bounded;
 using ::rkt::test::arrives;
+using ::rkt::test::at_eof;
 using ::rkt::test::is_socket_file;
 using ::rkt::test::kHangBound;
-using ::rkt::test::on_green_thread;
 using ::rkt::test::pattern;
+using ::rkt::test::read_to_eof;
 using ::rkt::test::sync_within;
 using ::rkt::test::temp_dir;
+using ::rkt::test::unique_abstract;
 
 using side = ::rkt::test::conn;
 
@@ -192,25 +194,6 @@ class child_process {
   std::optional<rkt::input_port> stdout_;
 };
 
-// Everything up to EOF, each read bounded.
-std::string read_to_eof(const rkt::input_port& in) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    rkt::or_eof<std::size_t> n = sync_within(rkt::read_bytes_avail_evt(buf, in));
-    if (!n.has_value()) return out;
-    out.append(buf, *n);
-  }
-}
-
-bool at_eof(const rkt::input_port& in) {
-  return !sync_within(rkt::read_bytes_evt(1, in)).has_value();
-}
-
-side accept_bounded(const rkt::unix_socket_listener& l) {
-  return side(on_green_thread([&] { return rkt::unix_socket_accept(l); }));
-}
-
 // Connects to a child's listener once it listens: waits for the socket
 // file (filesystem paths), then retries while the connection is refused
 // (bound but not yet listening, or an abstract name not yet bound). Fails
@@ -232,17 +215,6 @@ side connect_when_listening(const rkt::unix_socket_path& p, child_process& child
     }
     pause_for(absl::Milliseconds(10));
   }
-}
-
-// NUL, then a name unique to this process and run, a counter and `tag`.
-std::string unique_abstract(const std::string& tag) {
-  static const uint64_t run = [] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  }();
-  static std::atomic<int> counter{0};
-  return "\0rkt_interop."s + std::to_string(getpid()) + "." + std::to_string(run) + "." +
-         std::to_string(counter.fetch_add(1)) + "." + tag;
 }
 
 class UnixSocketInteropTest : public rkt::test::clean_test {

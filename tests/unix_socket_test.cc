@@ -44,7 +44,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -56,7 +55,6 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -80,23 +78,28 @@
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
 #include "tests/testing/port_helpers.h"
+#include "tests/testing/unix_socket_helpers.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
 
 using namespace std::string_literals;
 
+using ::rkt::test::accept_bounded;
 using ::rkt::test::arrives;
+using ::rkt::test::at_eof;
 using ::rkt::test::await;
 using ::rkt::test::is_socket_file;
 using ::rkt::test::on_green_thread;
 using ::rkt::test::pattern;
+using ::rkt::test::read_to_eof;
 using ::rkt::test::raised;
 using ::rkt::test::scoped_thread;
 using ::rkt::test::spawn_parked;
 using ::rkt::test::start_os_thread;
 using ::rkt::test::sync_within;
 using ::rkt::test::temp_dir;
+using ::rkt::test::unique_abstract;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::StartsWith;
@@ -110,41 +113,10 @@ constexpr std::size_t kMaxPath = 108;
 // One end of a connection.
 using side = ::rkt::test::conn;
 
-side accept_bounded(const rkt::unix_socket_listener& l) {
-  return side(on_green_thread([&] { return rkt::unix_socket_accept(l); }));
-}
-
 side connect_to(const rkt::unix_socket_path& p) { return side(rkt::unix_socket_connect(p)); }
 
 bool ready_now(const rkt::unix_socket_listener& l) {
   return rkt::sync_timeout(absl::ZeroDuration(), l).has_value();
-}
-
-// Everything up to EOF, each read bounded.
-std::string read_to_eof(const rkt::input_port& in) {
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    rkt::or_eof<std::size_t> n = sync_within(rkt::read_bytes_avail_evt(buf, in));
-    if (!n.has_value()) return out;
-    out.append(buf, *n);
-  }
-}
-
-bool at_eof(const rkt::input_port& in) {
-  return !sync_within(rkt::read_bytes_evt(1, in)).has_value();
-}
-
-// A fresh abstract name: NUL, then a prefix unique to this process and run
-// (parallel test runs may share the abstract namespace), a counter, `tag`.
-std::string unique_abstract(const std::string& tag) {
-  static const uint64_t run = [] {
-    std::random_device rd;
-    return (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
-  }();
-  static std::atomic<int> counter{0};
-  return "\0rkt_unix_socket_test."s + std::to_string(getpid()) + "." + std::to_string(run) + "." +
-         std::to_string(counter.fetch_add(1)) + "." + tag;
 }
 
 rkt::unix_socket_abstract_name abstract(std::string bytes) {

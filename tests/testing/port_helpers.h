@@ -102,6 +102,22 @@ inline std::string arrives(const rkt::input_port& in, std::size_t n) {
   return sync_within(rkt::read_bytes_evt(n, in)).value_or("<EOF>");
 }
 
+// Everything up to EOF, each read bounded.
+inline std::string read_to_eof(const rkt::input_port& in) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    rkt::or_eof<std::size_t> n = sync_within(rkt::read_bytes_avail_evt(buf, in));
+    if (!n.has_value()) return out;
+    out.append(buf, *n);
+  }
+}
+
+// Whether `in` is at EOF (consumes a byte if it is not), bounded.
+inline bool at_eof(const rkt::input_port& in) {
+  return !sync_within(rkt::read_bytes_evt(1, in)).has_value();
+}
+
 // Fails if a byte (or EOF) reaches `in` within `quiet`. The scheduler runs
 // meanwhile, so a readiness report for bytes sent would be seen. A correct
 // port passes however short `quiet` is; only a wrong one on a slow machine
