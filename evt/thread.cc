@@ -143,6 +143,11 @@ thread current_thread() {
   return thread(t);
 }
 
+bool current_thread_killed() {
+  internal::scheduler* s = internal::scheduler::current_if_any();
+  return s != nullptr && s->running()->kill_requested.load(std::memory_order_acquire);
+}
+
 void yield() {
   internal::throw_if_killed();
   internal::scheduler::current().yield();

@@ -79,6 +79,12 @@ class thread {
 // The calling green thread (on a plain OS thread, its root green thread).
 thread current_thread();
 
+// True once the calling green thread has been asked to die (kill(), or a
+// shutdown of the custodians that manage it): it is unwinding with
+// thread_killed, or will at its next switch point. Operations that would
+// block check it so that a dying thread never parks (see kill()).
+bool current_thread_killed();
+
 // Lets the other runnable green threads of this OS thread run first.
 void yield();
 
