@@ -12,7 +12,7 @@
 //
 // A custodian holds what it manages weakly: a resource whose last handle is
 // dropped closes itself and leaves. Custodians work from any OS thread.
-// Reference: racket/reference/custodians.txt.
+// Semantics: Racket's custodians (reference section 14.7).
 #ifndef RKT_CUSTODIAN_CUSTODIAN_H_
 #define RKT_CUSTODIAN_CUSTODIAN_H_
 
@@ -23,6 +23,7 @@
 
 #include "custodian/managed.h"
 #include "evt/evt.h"
+#include "evt/thread.h"
 
 namespace rkt {
 namespace internal {
@@ -38,21 +39,33 @@ class custodian {
   custodian& operator=(const custodian&) = default;
 
   // Closes every resource this custodian and its descendants manage, kills
-  // their green threads, empties their custodian boxes, and marks them all
-  // shut down. Idempotent; any green thread on any OS thread. A killed
-  // thread unwinds the next time it runs (one parked in sync is woken at
-  // once); shutdown_all does not wait for that, so wait on a thread's
-  // dead_evt() to know its destructors have run. When the calling thread is
-  // itself managed here, it is killed last, after everything else was shut
-  // down: shutdown_all then raises thread_killed in it.
+  // the green threads they alone manage (a thread that gained another
+  // manager through thread_resume loses this one and lives on), empties
+  // their custodian boxes, and marks them all shut down (Racket's
+  // custodian-shutdown-all). Idempotent; any green thread on any OS thread.
+  //
+  // Threads are asked to die before anything else is closed, so that a
+  // thread parked on a port this shutdown closes unwinds with thread_killed.
+  // When it returns, every thread it killed that runs on the calling OS
+  // thread is dead (running() false, dead_evt() ready, the nacks of its
+  // syncs posted): each dies the first time it runs, since a dying thread
+  // never parks. It does not wait for threads of other OS threads: those
+  // die as soon as their scheduler runs them (wait on their dead_evt() to
+  // know). When the calling thread is itself killed here, it goes last,
+  // after everything else was shut down: shutdown_all then raises
+  // thread_killed in it.
   void shutdown_all() const;
 
   // True once this custodian, or one of its ancestors, was shut down.
   bool is_shut_down() const;
 
-  // What this custodian manages directly (custodian boxes left out), and
-  // its subordinate custodians; empty once shut down. Racket's
-  // custodian-managed-list.
+  // What this custodian manages directly (custodian boxes left out); empty
+  // once shut down. Racket's custodian-managed-list: raises
+  // exn_fail_contract ("the second custodian does not manage the first
+  // custodian") unless this custodian is a strict subordinate of `super`.
+  // The subordinate custodians are in children().
+  std::vector<std::shared_ptr<managed_resource>> managed_list(const custodian& super) const;
+  // The same, without the check.
   std::vector<std::shared_ptr<managed_resource>> managed_list() const;
   std::vector<custodian> children() const;
 
@@ -60,7 +73,8 @@ class custodian {
   evt<void> shutdown_evt() const;
 
   // Registers `r`, held weakly, for `who`'s error message. Raises
-  // exn_fail_contract "<who>: the custodian has been shut down" when it is.
+  // exn_fail_contract "<who>: the custodian has been shut down" (with a
+  // "custodian: #<custodian>" line, as Racket's) when it is.
   void manage(const std::shared_ptr<managed_resource>& r, const char* who) const;
   // Raises what manage() raises for `who` when the custodian is shut down:
   // for constructors that check before acquiring their OS resource.
@@ -85,6 +99,17 @@ custodian make_custodian();
 // The calling green thread's current custodian; new green threads inherit
 // their creator's.
 custodian current_custodian();
+
+// Racket's thread-resume with a benefactor (rkt has no suspended threads,
+// so only the custody part applies): `benefactor` becomes one more manager
+// of t, unless it is shut down or it or a superior manages t already; any
+// manager that is a subordinate of it is dropped as redundant. t then
+// survives the shutdown of its first custodian and dies only when every
+// manager has been shut down. No-op on a dead thread.
+void thread_resume(const thread& t, const custodian& benefactor);
+// Every current manager of `benefactor` becomes a manager of t, and so does
+// every custodian `benefactor` gains later (through thread_resume).
+void thread_resume(const thread& t, const thread& benefactor);
 
 // Makes `c` the calling green thread's current custodian for a scope
 // (Racket's parameterize of current-custodian).

@@ -138,7 +138,9 @@ class sync_op {
   static constexpr uint32_t kTimedOut = 0xfffffffeu;
   static constexpr uint32_t kAbandoned = 0xfffffffdu;  // killed while parked
 
-  sync_op(result_slot* slot, internal::thread_state* owner) : slot_(slot), owner_(owner) {}
+  // `owner_dying` is the owner's kill flag (thread_state::kill_requested).
+  sync_op(result_slot* slot, internal::thread_state* owner, const std::atomic<bool>* owner_dying)
+      : slot_(slot), owner_(owner), owner_dying_(owner_dying) {}
   sync_op(const sync_op&) = delete;
   sync_op& operator=(const sync_op&) = delete;
 
@@ -163,6 +165,23 @@ class sync_op {
       if (s == kSynced) return false;
       b.pause();
     }
+  }
+  // A producer's claim (claim_waiter, and claim_pair for the partner): as
+  // claim(), except that the op of a thread that has been asked to die is
+  // abandoned instead (synced with kAbandoned), so that nothing commits to
+  // a dying thread's sync after the kill request; the producer's value or
+  // unit then goes to another waiter. Returns false in both cases.
+  bool claim_from_producer() {
+    if (owner_dying()) [[unlikely]] {
+      abandon();
+      return false;
+    }
+    return claim();
+  }
+  bool owner_dying() const { return owner_dying_->load(std::memory_order_acquire); }
+  // Syncs the op with kAbandoned unless it is synced already.
+  void abandon() {
+    if (claim()) publish(kAbandoned);
   }
   // One attempt: waiting -> claimed. Returns the state seen on failure
   // through `seen`.
@@ -190,6 +209,7 @@ class sync_op {
   uint32_t chosen_ = kNone;
   result_slot* const slot_;
   internal::thread_state* const owner_;
+  const std::atomic<bool>* const owner_dying_;
 };
 
 // ---------------------------------------------------------------------------
@@ -313,7 +333,9 @@ class self_ref {
 
 // Producer side: claims the sync that armed w. Spins through a transient
 // claim; false when that sync is already committed (w lost elsewhere).
-inline bool claim_waiter(waiter& w) { return w.op->claim(); }
+// Never commits to the sync of a thread that is being killed (see
+// sync_op::claim_from_producer).
+inline bool claim_waiter(waiter& w) { return w.op->claim_from_producer(); }
 
 // Producer side. Requires claim_waiter(w). Writes the result with
 // fill(result_slot&), publishes the commit, and wakes w's thread.
@@ -336,12 +358,18 @@ enum class pair_claim { ok, self_done, partner_done };
 
 // Rendezvous: claims both `self`'s op and `partner`'s. On ok, both are
 // claimed and the caller must complete both. On self_done our sync was
-// committed elsewhere; on partner_done the partner's was (drop it).
+// committed elsewhere; on partner_done the partner's was, or the partner's
+// thread is being killed (drop it).
 // Requires: partner.op != &self.op().
 inline pair_claim claim_pair(self_ref& self, waiter& partner) {
   internal::backoff b;
   for (;;) {
     if (!self.claim()) return pair_claim::self_done;
+    if (partner.op->owner_dying()) [[unlikely]] {
+      self.unclaim();
+      partner.op->abandon();
+      return pair_claim::partner_done;
+    }
     uint32_t seen;
     if (partner.op->try_claim_once(seen)) return pair_claim::ok;
     self.unclaim();

@@ -65,60 +65,90 @@ void on_deadline(timer_node* n) {
   finish_owner_wake(wake);
 }
 
-// Parks the running thread until `op` is synced (or its deadline passes,
-// which syncs it with kTimedOut). Returns false, with the op abandoned, when
-// the thread is asked to die before anything committed.
+// A kill and a sync (thread.h, "Killing"): a sync that would park in a
+// thread that has been asked to die never parks. Outside any unwinding it
+// raises thread_killed; while a stack is already unwinding (a destructor
+// run by the kill syncs) it fails at once with exn_fail, so that the kill
+// finishes in bounded time.
+bool dying(const scheduler& sched) {
+  return sched.running()->kill_requested.load(std::memory_order_acquire);
+}
+
+[[noreturn]] void refuse_to_park() {
+  if (std::uncaught_exceptions() == 0) throw thread_killed{};
+  throw exn_fail("sync: cannot block in a thread that is being killed");
+}
+
+// After a parked sync ends in a thread that was asked to die meanwhile.
+// Nothing commits to it after the request (claim_from_producer), so an
+// event that committed did so before it, and its result is delivered
+// (kill-safety: a semaphore unit or channel value handed over is not lost);
+// the kill then lands at the next switch point. Except that an error
+// committed is dropped for the kill: a thread parked on a port that the
+// shutdown killing it also closed unwinds with the kill, not with "input
+// port is closed". An abandoned wait raises the kill, or fails at once
+// while the stack is already unwinding.
+void after_wait_in_dying_thread(bool committed, result_slot& slot) {
+  if (committed && !slot.has_exception()) return;
+  if (std::uncaught_exceptions() == 0) {
+    slot.reset();
+    throw thread_killed{};
+  }
+  if (!committed) refuse_to_park();
+}
+
+// Parks the running thread until `op` is synced: by a commit, by its
+// deadline passing (kTimedOut), or, once the thread is asked to die, by
+// itself or a producer abandoning it (kAbandoned). Returns whether an event
+// committed (a timeout counts); if not, the thread is dying and the caller
+// disarms and calls after_wait_in_dying_thread.
 [[gnu::always_inline]] inline bool wait_for_commit(scheduler& sched, sync_op& op,
                                                    int64_t deadline_ns) {
-  timer_node deadline;
-  if (deadline_ns != INT64_MAX) {
-    deadline.deadline_ns = deadline_ns;
-    deadline.fire = &on_deadline;
-    deadline.context = &op;
-    sched.add_timer(&deadline);
-  }
-  thread_state* self = sched.running();
-  bool committed = true;
-  while (!op.synced()) {
-    if (self->kill_requested.load(std::memory_order_acquire) &&
-        std::uncaught_exceptions() == 0) {
-      // A commit that got in first is delivered (its value is not lost);
-      // the kill then lands at the thread's next switch point.
-      if (op.claim()) {
-        op.publish(sync_op::kAbandoned);
-        committed = false;
-      }
-      break;
+  if (!op.synced()) {
+    timer_node deadline;
+    if (deadline_ns != INT64_MAX) {
+      deadline.deadline_ns = deadline_ns;
+      deadline.fire = &on_deadline;
+      deadline.context = &op;
+      sched.add_timer(&deadline);
     }
-    sched.park();
+    thread_state* self = sched.running();
+    while (!op.synced()) {
+      if (self->kill_requested.load(std::memory_order_acquire)) {
+        op.abandon();  // unless a commit got in first
+        break;
+      }
+      sched.park();
+    }
+    sched.remove_timer(&deadline);
   }
-  sched.remove_timer(&deadline);
-  return committed;
+  return op.chosen() != sync_op::kAbandoned;
 }
 
 // One base event, no combinators: the common case (channel get and put,
 // semaphore wait, sleep, thread wait) without the frame's arena.
 [[gnu::always_inline]] inline bool sync_one(scheduler& sched, evt_impl& e, sync_mode mode,
                                             int64_t deadline_ns, result_slot& slot) {
-  sync_op op(&slot, sched.running());
+  sync_op op(&slot, sched.running(), &sched.running()->kill_requested);
   self_ref self(op, 0);
   if (!e.try_sync(self)) {
     if (mode == sync_mode::poll) return false;
+    if (dying(sched)) [[unlikely]] refuse_to_park();
     waiter w;
     w.op = &op;
     w.leaf = 0;
     bool committed;
     try {
       e.arm(w);
-      committed = op.synced() ||
-                  wait_for_commit(sched, op, mode == sync_mode::deadline ? deadline_ns : INT64_MAX);
+      committed =
+          wait_for_commit(sched, op, mode == sync_mode::deadline ? deadline_ns : INT64_MAX);
     } catch (...) {
       e.disarm(w);
       throw;
     }
     // The commit that chose this leaf unlinked its waiter already.
     if (!committed || op.chosen() != 0) e.disarm(w);
-    if (!committed) throw thread_killed{};
+    if (dying(sched)) [[unlikely]] after_wait_in_dying_thread(committed, slot);
     if (op.chosen() == sync_op::kTimedOut) return false;
   }
   slot.rethrow_if_exception();
@@ -235,11 +265,19 @@ class sync_frame {
       any_armed_ = true;
       l.impl->arm(l.w);
     }
-    bool killed = !op_.synced() && !wait_for_commit(sched_, op_, deadline_ns);
+    const bool committed = wait_for_commit(sched_, op_, deadline_ns);
     // The commit that chose a leaf unlinked its waiter already.
-    if (!killed && op_.chosen() < n) leaves_[op_.chosen()].armed = false;
+    if (committed && op_.chosen() < n) leaves_[op_.chosen()].armed = false;
     disarm_all();
-    if (killed) throw thread_killed{};
+    if (dying(sched_)) [[unlikely]] {
+      // A leaf that committed counts as chosen (its nack stays unposted)
+      // even when the kill wins over its error.
+      if (committed && op_.chosen() < n && op_.slot().has_exception() &&
+          std::uncaught_exceptions() == 0) {
+        finish(op_.chosen());
+      }
+      after_wait_in_dying_thread(committed, op_.slot());
+    }
     return op_.chosen();
   }
 
@@ -369,7 +407,7 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
                                     result_slot& slot, handle_chain& handles) {
   std::size_t expected = 0;
   for (std::size_t i = 0; i < count; ++i) expected += estimate_leaves(roots[i]);
-  sync_op op(&slot, sched.running());
+  sync_op op(&slot, sched.running(), &sched.running()->kill_requested);
   sync_frame frame(sched, op, mode == sync_mode::poll, expected);
   for (std::size_t i = 0; i < count; ++i) frame.flatten(roots[i], nullptr, nullptr);
   for (;;) {
@@ -379,6 +417,7 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
         frame.finish(sync_op::kNone);
         return false;
       }
+      if (dying(sched)) [[unlikely]] refuse_to_park();
       chosen = frame.arm_and_wait(mode == sync_mode::deadline ? deadline_ns : INT64_MAX);
       if (chosen == sync_op::kTimedOut) {
         frame.finish(sync_op::kNone);

@@ -9,6 +9,7 @@
 #include "evt/exn.h"
 #include "evt/internal/scheduler.h"
 #include "evt/sync.h"
+#include "evt/thread_custody.h"
 
 namespace rkt {
 namespace internal {
@@ -87,10 +88,35 @@ class idle_evt final : public base_evt<void> {
 };
 
 }  // namespace
+
+// The custodian layer's hooks (thread_custody.h).
+std::atomic<void (*)(const thread&)> kill_check{nullptr};
+std::atomic<void (*)(const thread&)> spawn_check{nullptr};
+
+void run_spawn_check(thread_state* child) {
+  child->add_ref();
+  spawn_check.load(std::memory_order_acquire)(thread(child));
+}
+
+void await_death(thread_state* t) {
+  if (t->dead()) return;
+  scheduler& here = scheduler::current();
+  if (!here.running()->kill_requested.load(std::memory_order_acquire)) {
+    thread_dead_evt e(t);
+    sync_on_stack<void>(e);
+    return;
+  }
+  if (t->sched != &here) return;
+  while (!t->dead()) here.yield();
+}
+
 }  // namespace internal
 
 thread::thread(absl::AnyInvocable<void()> fn, thread_options options)
-    : ts_(internal::scheduler::current().spawn(std::move(fn), options.stack_size)) {}
+    : ts_(internal::scheduler::current().spawn(std::move(fn), options.stack_size)) {
+  // The thread has not run yet: it starts when the spawner next switches.
+  ts_->name = std::move(options.name);
+}
 
 thread::thread(const thread& o) : ts_(o.ts_) {
   if (ts_ != nullptr) ts_->add_ref();
@@ -121,6 +147,7 @@ void thread::wait() const {
 }
 
 void thread::kill() const {
+  if (auto* check = internal::kill_check.load(std::memory_order_acquire)) check(*this);
   if (ts_->dead()) return;
   internal::scheduler* here = internal::scheduler::current_if_any();
   if (here != nullptr && here->running() == ts_) {
@@ -128,8 +155,12 @@ void thread::kill() const {
     throw thread_killed{};
   }
   internal::request_kill(ts_);
-  wait();
+  internal::await_death(ts_);
 }
+
+const std::string& thread::name() const { return ts_->name; }
+
+std::string thread::describe() const { return internal::describe_thread(ts_); }
 
 evt<void> thread::dead_evt() const {
   return evt<void>(make_node<internal::thread_dead_evt>(ts_));
@@ -214,4 +245,44 @@ evt<void> system_idle_evt() {
   return e;
 }
 
+namespace custody {
+
+void install(const hooks& h) {
+  internal::kill_check.store(h.check_kill, std::memory_order_release);
+  internal::spawn_check.store(h.on_spawn, std::memory_order_release);
+  internal::set_spawn_hook_for_custody(h.on_spawn == nullptr ? nullptr
+                                                             : &internal::run_spawn_check);
+}
+
+std::shared_ptr<void>& current_slot() {
+  return internal::scheduler::current().running()->custodian;
+}
+
+void set_entry(const thread& t, std::shared_ptr<void> entry) {
+  internal::thread_state* ts = t.state();
+  internal::spinlock_guard g(ts->mu);
+  ts->custodian_entry.swap(entry);
+  // The old entry, if any, is released after the lock.
+}
+
+std::shared_ptr<void> entry(const thread& t) {
+  internal::thread_state* ts = t.state();
+  internal::spinlock_guard g(ts->mu);
+  return ts->custodian_entry;
+}
+
+const void* current_entry() {
+  internal::thread_state* ts = internal::scheduler::current().running();
+  internal::spinlock_guard g(ts->mu);
+  return ts->custodian_entry.get();
+}
+
+void request_kill(const thread& t) { internal::request_kill(t.state()); }
+
+void await_death_if_local(const thread& t) {
+  internal::thread_state* ts = t.state();
+  if (ts->sched == internal::scheduler::current_if_any()) internal::await_death(ts);
+}
+
+}  // namespace custody
 }  // namespace rkt

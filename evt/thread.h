@@ -7,10 +7,26 @@
 //   t.wait();
 //
 // Green threads are cooperative: one runs at a time on each OS thread, and
-// it keeps the OS thread until it syncs, sleeps or yields. kill() unwinds
-// the target's stack with thread_killed (destructors run), waking it at
-// once if it is parked in sync, and returns once it is dead. Dropping the
+// it keeps the OS thread until it syncs, sleeps or yields. Dropping the
 // last handle neither kills nor detaches anything: the thread runs on.
+//
+// Killing. kill() and a shutdown of the custodians that manage a thread
+// unwind its stack with thread_killed (destructors run), waking it at once
+// if it is parked. From the request on, the thread runs no more of its own
+// code except destructors (and handlers that catch thread_killed itself):
+//   - a sync it was parked in raises thread_killed, even if an event
+//     committed meanwhile (that result is lost with the thread, as in
+//     Racket) or the commit was an error such as a port closed by the same
+//     shutdown;
+//   - a dying thread never parks, so kill() and process exit finish in
+//     bounded time: a sync that would park raises thread_killed outside any
+//     unwinding, and, inside a destructor run by the unwinding, fails at
+//     once with exn_fail ("sync: cannot block in a thread that is being
+//     killed"; a destructor that syncs should catch it); a poll still
+//     works. Blocking port operations follow from this, and a port close in
+//     a dying thread gives up its unflushed output, as a custodian shutdown
+//     does;
+//   - an exception that escapes a dying thread's function is not printed.
 #ifndef RKT_EVT_THREAD_H_
 #define RKT_EVT_THREAD_H_
 
@@ -19,6 +35,7 @@
 #include <cstddef>
 #include <new>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -36,6 +53,9 @@ struct thread_options {
   // Usable stack size in bytes; 0 picks the default (256 KiB, more under
   // sanitizers). Stacks are mapped lazily and have a guard page.
   std::size_t stack_size = 0;
+  // Shown in messages as Racket shows a named thread: #<thread:NAME>
+  // (unnamed: #<thread>).
+  std::string name;
 };
 
 class thread {
@@ -57,14 +77,23 @@ class thread {
   // Blocks until the thread has terminated.
   void wait() const;
   // Terminates the thread: it unwinds from its current or next switch
-  // point. Returns once it is dead. Killing the calling thread throws
-  // thread_killed at once. No-op on a dead thread.
+  // point (see "Killing" above). Returns once it is dead; a caller that is
+  // itself being killed waits only for a thread of its own OS thread.
+  // Killing the calling thread throws thread_killed at once. No-op on a
+  // dead thread. Raises exn_fail_contract "kill-thread: the current
+  // custodian does not solely manage the specified thread" when the
+  // current custodian does not manage every custodian that manages it
+  // (custodian/; the root custodian manages all).
   void kill() const;
   // Ready once the thread has terminated.
   evt<void> dead_evt() const;
   // True until the thread terminates.
   bool running() const;
   bool dead() const { return !running(); }
+  // thread_options::name ("" when unnamed).
+  const std::string& name() const;
+  // "#<thread:NAME>", or "#<thread>" when unnamed.
+  std::string describe() const;
 
   bool operator==(const thread& o) const { return ts_ == o.ts_; }
 

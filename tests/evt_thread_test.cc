@@ -38,6 +38,7 @@
 #include "evt/exn.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
+#include "evt/thread_custody.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fd_leak_check.h"
@@ -374,21 +375,33 @@ TEST(ThreadTest, ThreadThatSwallowsAKillIsKilledAgainAtItsNextSleep) {
   expect_killed_again_at([] { rkt::sleep(absl::Milliseconds(1)); });
 }
 
-// A destructor run by the kill may itself sync: here it parks twice on a
-// channel that the test body reads.
-TEST(ThreadTest, DestructorThatSyncsWhileTheKillUnwindsStillWorks) {
+// A destructor run by the kill may sync, but a dying thread never parks:
+// a sync that can commit at once does (a getter is already waiting), one
+// that would park fails at once with exn_fail, and a poll still works. So
+// kill() returns in bounded time whatever the destructor tries.
+TEST(ThreadTest, DestructorThatSyncsWhileTheKillUnwindsNeverParks) {
   struct says_goodbye {
     rkt::channel<int>& out;
+    std::string& log;
     ~says_goodbye() {
-      out.put(1);
-      out.put(2);
+      out.put(1);  // the test body is parked in a get: commits at once
+      try {
+        out.put(2);  // nobody waits: would park
+        log += "put 2 returned;";
+      } catch (const rkt::exn_fail& e) {
+        log += std::string(e.what()) + ";";
+      }
+      log += rkt::sync_timeout(absl::ZeroDuration(), out.put_evt(3)) ? "poll committed;"
+                                                                    : "poll found none;";
+      log += rkt::current_thread_killed() ? "dying" : "not dying";
     }
   };
   rkt::channel<int> never;
   rkt::channel<int> farewell;
+  std::string log;
   rkt::semaphore ready;
   rkt::thread t = spawn_parked(ready, [&] {
-    says_goodbye bye{farewell};
+    says_goodbye bye{farewell, log};
     never.get();
   });
   auto killer_dead = std::make_shared<bool>(false);
@@ -397,9 +410,119 @@ TEST(ThreadTest, DestructorThatSyncsWhileTheKillUnwindsStillWorks) {
     *killer_dead = t.dead();
   });
   EXPECT_EQ(sync_within(farewell), 1);
-  EXPECT_EQ(sync_within(farewell), 2);
   await(killer);
   EXPECT_TRUE(*killer_dead);
+  EXPECT_EQ(log,
+            "sync: cannot block in a thread that is being killed;poll found none;dying");
+}
+
+// Outside any unwinding (a handler that caught the kill and carries on), a
+// sync that would park raises the kill again instead of parking.
+TEST(ThreadTest, ADyingThreadThatWouldParkIsKilledInstead) {
+  rkt::channel<int> never;
+  rkt::semaphore ready;
+  bool reached = false;
+  rkt::thread t = spawn_parked(ready, [&] {
+    try {
+      never.get();
+    } catch (...) {
+    }
+    try {
+      never.get();
+    } catch (const rkt::thread_killed&) {
+      reached = true;
+      throw;
+    }
+  });
+  EXPECT_TRUE(kill_within(t));
+  EXPECT_TRUE(reached);
+}
+
+// Once a thread is asked to die, nothing commits to its parked sync: a
+// value put after the request goes to the next getter instead of being
+// lost with the dying one (and a semaphore unit likewise).
+TEST(ThreadTest, AValueOfferedToAThreadBeingKilledGoesToTheNextGetter) {
+  rkt::channel<int> ch;
+  rkt::semaphore ready;
+  std::optional<int> dying_got;
+  rkt::thread dying = spawn_parked(ready, [&] { dying_got = ch.get(); });
+  std::optional<int> other_got;
+  rkt::thread other = spawn_parked(ready, [&] { other_got = ch.get(); });
+  // Ask for the kill without letting the dying thread run, then put: the
+  // dying thread's get is first in line but must be passed over.
+  rkt::custody::request_kill(dying);
+  ch.put(7);
+  await(dying);
+  await(other);
+  EXPECT_FALSE(dying_got.has_value());
+  EXPECT_EQ(other_got, 7);
+}
+
+TEST(ThreadTest, ASemaphoreUnitPostedToAThreadBeingKilledIsNotLost) {
+  rkt::semaphore s;
+  rkt::semaphore ready;
+  rkt::thread dying = spawn_parked(ready, [&] { s.wait(); });
+  rkt::custody::request_kill(dying);
+  s.post();
+  await(dying);
+  EXPECT_TRUE(s.try_wait()) << "the unit went down with the dying thread";
+}
+
+// kill() called from a destructor of a dying thread (which may not park)
+// still waits for a target on the same OS thread, by letting it run.
+TEST(ThreadTest, KillFromADyingThreadWaitsForALocalTarget) {
+  rkt::channel<int> never;
+  rkt::semaphore ready;
+  rkt::thread target = spawn_parked(ready, [&] { never.get(); });
+  struct kills_on_exit {
+    rkt::thread target;
+    bool& dead_after;
+    ~kills_on_exit() {
+      target.kill();
+      dead_after = target.dead();
+    }
+  };
+  bool dead_after = false;
+  rkt::thread t = spawn_parked(ready, [&] {
+    kills_on_exit k{target, dead_after};
+    never.get();
+  });
+  EXPECT_TRUE(kill_within(t));
+  EXPECT_TRUE(dead_after);
+  EXPECT_TRUE(target.dead());
+}
+
+// An exception that escapes a thread being killed (here from a destructor
+// handler that swallowed the kill and then failed) is not printed.
+TEST(ThreadTest, AnExceptionEscapingADyingThreadIsNotPrinted) {
+  rkt::channel<int> never;
+  rkt::semaphore ready;
+  rkt::thread t = spawn_parked(ready, [&] {
+    try {
+      never.get();
+    } catch (...) {
+    }
+    throw std::runtime_error("after the kill");
+  });
+  ::testing::internal::CaptureStderr();
+  EXPECT_TRUE(kill_within(t));
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST(ThreadTest, NamedThreadsPrintAsRacketPrintsThem) {
+  rkt::thread named([] {}, rkt::thread_options{.name = "worker"});
+  rkt::thread unnamed([] {});
+  EXPECT_EQ(named.name(), "worker");
+  EXPECT_EQ(named.describe(), "#<thread:worker>");
+  EXPECT_EQ(unnamed.describe(), "#<thread>");
+  await(named);
+  await(unnamed);
+  rkt::thread failing([] { throw std::runtime_error("boom"); },
+                      rkt::thread_options{.name = "failing"});
+  ::testing::internal::CaptureStderr();
+  await(failing);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(),
+            "rkt: uncaught exception in green thread #<thread:failing>: boom\n");
 }
 
 TEST(ThreadTest, KillOfADeadThreadIsANoOp) {

@@ -25,10 +25,12 @@ namespace ctx = boost::context::detail;
 constinit thread_local scheduler* tls_scheduler = nullptr;
 
 namespace {
-std::atomic<spawn_hook> current_spawn_hook{nullptr};
+std::atomic<void (*)(thread_state*)> current_spawn_hook{nullptr};
 }  // namespace
 
-void set_spawn_hook(spawn_hook hook) { current_spawn_hook.store(hook, std::memory_order_release); }
+void set_spawn_hook_for_custody(void (*hook)(thread_state*)) {
+  current_spawn_hook.store(hook, std::memory_order_release);
+}
 
 namespace {
 
@@ -131,9 +133,16 @@ void fiber_entry(void* from_ctx, thread_state* from) {
     } catch (const thread_killed&) {
       // The thread was killed; its stack has been unwound.
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "rkt: uncaught exception in green thread: %s\n", e.what());
+      // A thread being killed leaves silently, however it leaves.
+      if (!self->kill_requested.load(std::memory_order_acquire)) {
+        std::fprintf(stderr, "rkt: uncaught exception in green thread %s: %s\n",
+                     describe_thread(self).c_str(), e.what());
+      }
     } catch (...) {
-      std::fprintf(stderr, "rkt: uncaught non-standard exception in green thread\n");
+      if (!self->kill_requested.load(std::memory_order_acquire)) {
+        std::fprintf(stderr, "rkt: uncaught non-standard exception in green thread %s\n",
+                     describe_thread(self).c_str());
+      }
     }
   }
   try {
@@ -141,8 +150,14 @@ void fiber_entry(void* from_ctx, thread_state* from) {
     self->fn = nullptr;
   } catch (...) {
   }
-  // A dead thread leaves its custodian.
-  self->custodian_entry.reset();
+  // A dead thread leaves its custodians (the entry is destroyed outside
+  // the lock: it holds a reference on this thread).
+  std::shared_ptr<void> entry;
+  {
+    spinlock_guard g(self->mu);
+    entry.swap(self->custodian_entry);
+  }
+  entry.reset();
   self->custodian.reset();
   s->exit_running();
 }
@@ -158,7 +173,7 @@ thread_state* scheduler::spawn(absl::AnyInvocable<void()> fn, std::size_t stack_
   }
   auto* t = new thread_state(this, /*root=*/false);
   t->custodian = running_->custodian;
-  if (spawn_hook hook = current_spawn_hook.load(std::memory_order_acquire)) {
+  if (auto* hook = current_spawn_hook.load(std::memory_order_acquire)) {
     try {
       hook(t);
     } catch (...) {
@@ -286,6 +301,10 @@ void request_kill(thread_state* t) {
 }
 
 void throw_thread_killed() { throw thread_killed{}; }
+
+std::string describe_thread(const thread_state* t) {
+  return t->name.empty() ? std::string("#<thread>") : "#<thread:" + t->name + ">";
+}
 
 // ---------------------------------------------------------------------------
 // The idle loop.

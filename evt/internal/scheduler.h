@@ -33,6 +33,7 @@
 #include <deque>
 #include <memory>
 #include <memory_resource>
+#include <string>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -90,8 +91,8 @@ class thread_state {
   thread_state* all_prev = nullptr;
   thread_state* all_next = nullptr;
 
-  // Protects dead_waiters and the mailbox. Leaf lock (only claim/complete
-  // and wakeups run under it).
+  // Protects dead_waiters, the mailbox and custodian_entry. Leaf lock (only
+  // claim/complete and wakeups run under it).
   spinlock mu;
   waiter_list dead_waiters;
   std::unique_ptr<std::deque<std::any>> mailbox;  // created by the first send
@@ -100,9 +101,11 @@ class thread_state {
   // Per-thread slot for the current custodian (custodian/ owns its meaning;
   // the core only copies it from parent to child at spawn).
   std::shared_ptr<void> custodian;
-  // What the managing custodian keeps for this thread (custodian/ owns its
-  // meaning); released when the thread dies. Owner.
+  // What the managing custodians keep for this thread (custodian/ owns its
+  // meaning); released when the thread dies. Guarded by mu.
   std::shared_ptr<void> custodian_entry;
+  // thread_options::name; set before the thread first runs, then constant.
+  std::string name;
 
  private:
   ~thread_state() = default;
@@ -270,11 +273,13 @@ class scheduler {
   std::unique_ptr<reactor> reactor_;
 };
 
-// Called by spawn with the new thread before it is queued; set once by
-// custodian/ so that the core does not depend on it. May throw to refuse the
-// spawn (the thread is then discarded).
-using spawn_hook = void (*)(thread_state* child);
-void set_spawn_hook(spawn_hook hook);
+// Called by spawn with the new thread before it is queued; installed once
+// through evt/thread_custody.h. May throw to refuse the spawn (the thread is
+// then discarded).
+void set_spawn_hook_for_custody(void (*hook)(thread_state* child));
+
+// How messages print a thread: "#<thread:NAME>", or "#<thread>" unnamed.
+std::string describe_thread(const thread_state* t);
 
 // Wakes a thread parked by scheduler::park(). Any OS thread.
 inline void unpark(thread_state* t) {
@@ -288,6 +293,11 @@ inline void unpark(thread_state* t) {
 // Asks `t` to die: it unwinds from its next switch point with thread_killed.
 // Any OS thread. Does not wait.
 void request_kill(thread_state* t);
+
+// Returns once `t` is dead. In a dying caller (which must not park), waits
+// only for a thread of the caller's own scheduler, by letting it run (it
+// dies the next time it runs), and returns at once for any other.
+void await_death(thread_state* t);
 
 [[noreturn]] void throw_thread_killed();
 

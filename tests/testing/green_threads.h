@@ -12,6 +12,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <string>
 #include <thread>
 #include <utility>
 
@@ -49,11 +50,14 @@ inline std::jthread start_os_thread(std::function<void()> body) {
 // sync_within(ready) returns on the same OS thread, the new thread has
 // reached the sync inside `block` and is parked there (threads switch only
 // at syncs).
-inline rkt::thread spawn_parked(const rkt::semaphore& ready, std::function<void()> block) {
-  rkt::thread t([ready, block = std::move(block)] {
-    ready.post();
-    block();
-  });
+inline rkt::thread spawn_parked(const rkt::semaphore& ready, std::function<void()> block,
+                                std::string name = "") {
+  rkt::thread t(
+      [ready, block = std::move(block)] {
+        ready.post();
+        block();
+      },
+      rkt::thread_options{.name = std::move(name)});
   sync_within(ready);
   return t;
 }
