@@ -39,9 +39,15 @@ class io_handle::dir_evt final : public base_evt<void> {
 };
 
 io_handle::io_handle(int fd)
-    : internal::io_source(fd), sched_(&internal::scheduler::current()) {
+    : internal::io_source(fd),
+      sched_(&internal::scheduler::current()),
+      anchor_(sched_->anchor()) {
   error_ = sched_->add_io(this);
-  if (error_ != 0) state_.store(kClosed, std::memory_order_relaxed);
+  if (error_ != 0) {
+    state_.store(kClosed, std::memory_order_relaxed);
+  } else {
+    sched_->track(this);
+  }
 }
 
 node_ref<io_handle> io_handle::create(int fd) { return node_ref<io_handle>(new io_handle(fd)); }
@@ -55,7 +61,8 @@ void io_handle::consume(uint64_t seen, uint32_t dirs) {
     uint64_t next = cur & ~static_cast<uint64_t>(dirs);
     if (state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) break;
   }
-  if (error_ == 0) sched_->io().rearm(this, dirs);
+  // A closed handle is no longer registered (and its owner may be gone).
+  if (error_ == 0 && !closed()) sched_->io().rearm(this, dirs);
 }
 
 void io_handle::on_ready_bits(uint32_t events) {
@@ -90,7 +97,24 @@ void io_handle::wake(uint32_t events) {
 void io_handle::close() {
   if (closed()) return;
   on_ready(kClosed);
-  if (error_ == 0) sched_->remove_io(this);
+  if (error_ == 0) {
+    sched_->remove_io(this);
+    sched_->untrack(this);
+  }
+}
+
+void io_handle::close_for_owner_exit() {
+  owner_exited_.store(true, std::memory_order_release);
+  close();
+}
+
+void io_handle::close_from_any_thread(absl::AnyInvocable<void()> then) {
+  node_ref<io_handle> self(this);
+  anchor_->run_on_owner([self, then = std::move(then)]() mutable {
+    self->set_listener(nullptr);
+    self->close();
+    if (then) then();
+  });
 }
 
 evt<void> io_handle::readable_evt() {

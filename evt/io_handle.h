@@ -16,15 +16,22 @@
 //   - state_ = (report sequence << 8) | ready bits; bits only grow between
 //     two consume() calls.
 //   - close() and the reactor registration run on the owning OS thread;
-//     readiness, consume and the events work from any OS thread.
+//     readiness, consume, the events and close_from_any_thread work from any
+//     OS thread.
 //   - Each fd event holds a reference on the handle.
 //   - After close(), every event of the handle is ready (callers then see
 //     the closed resource and report it); the fd itself belongs to the caller.
+//   - When the owning OS thread exits, its scheduler closes every handle it
+//     still has and marks it owner_exited() before it goes: a handle never
+//     refers to a freed scheduler, and waiters on it wake.
 #ifndef RKT_EVT_IO_HANDLE_H_
 #define RKT_EVT_IO_HANDLE_H_
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
 
 #include "evt/evt.h"
 #include "evt/internal/spinlock.h"
@@ -33,6 +40,7 @@
 namespace rkt {
 namespace internal {
 class scheduler;
+struct scheduler_anchor;
 }  // namespace internal
 
 // Told of every readiness report of a handle, on the owning OS thread, after
@@ -94,6 +102,21 @@ class io_handle final : public internal::io_source {
   void close();
   bool closed() const { return (bits(readiness()) & kClosed) != 0; }
 
+  // From any OS thread: clears the listener and closes the handle on the
+  // owning OS thread, then runs `then` there (closing the fd, say). Runs at
+  // once when called on that thread, and also when that thread has exited
+  // (the handle was closed by its exit); otherwise soon after, from the
+  // owner's idle loop.
+  void close_from_any_thread(absl::AnyInvocable<void()> then);
+
+  // True once the owning OS thread has exited: the handle is closed, no
+  // readiness will ever be reported again, and a caller that would wait
+  // for one must fail instead.
+  bool owner_exited() const { return owner_exited_.load(std::memory_order_acquire); }
+
+  // Called by the owning scheduler as its OS thread exits.
+  void close_for_owner_exit();
+
   // Called by the reactor dispatch on the owning OS thread.
   void on_ready(uint32_t events);
 
@@ -108,6 +131,13 @@ class io_handle final : public internal::io_source {
 
   mutable std::atomic<uint32_t> refs_{0};
   internal::scheduler* const sched_;
+  // Keeps posting to the owner safe after its exit (scheduler.h).
+  const std::shared_ptr<internal::scheduler_anchor> anchor_;
+  std::atomic<bool> owner_exited_{false};
+  // The owner's list of open handles (owner thread only).
+  io_handle* owner_prev_ = nullptr;
+  io_handle* owner_next_ = nullptr;
+  friend class internal::scheduler;
   io_listener* listener_ = nullptr;  // owner thread
   int error_ = 0;
   std::atomic<uint64_t> state_{0};

@@ -62,7 +62,19 @@ thread_local scheduler_owner tls_owner;
 }  // namespace
 
 scheduler& scheduler::create_for_this_thread() {
-  auto* s = new scheduler();
+  // The reactor first: it needs descriptors (an epoll instance, an
+  // eventfd), which may have run out; nothing else is made until it exists,
+  // so a later call on this OS thread tries again.
+  std::unique_ptr<reactor> r = make_default_reactor();
+  if (r == nullptr) {
+    const int e = errno;
+    throw exn_fail_filesystem(
+        errno_message("rkt: cannot create this OS thread's scheduler: its reactor (an epoll or "
+                      "poll set and an eventfd) could not be made",
+                      e),
+        e);
+  }
+  auto* s = new scheduler(std::move(r));
   tls_scheduler = s;
   tls_owner.s = s;
   return *s;
@@ -78,15 +90,9 @@ std::pmr::pool_options sync_memory_options() {
   return o;
 }
 
-scheduler::scheduler()
-    : eh_(current_eh_globals()),
-      sync_memory_(sync_memory_options()),
-      reactor_(make_default_reactor()) {
-  if (reactor_ == nullptr) {
-    // Without a reactor nothing can ever block; there is no way on.
-    std::fprintf(stderr, "rkt: cannot create the reactor: %s\n", std::strerror(errno));
-    std::abort();
-  }
+scheduler::scheduler(std::unique_ptr<reactor> r)
+    : eh_(current_eh_globals()), sync_memory_(sync_memory_options()), reactor_(std::move(r)) {
+  anchor_->sched = this;
   root_ = new thread_state(this, /*root=*/true);
   root_->state.store(thread_state::life::running, std::memory_order_relaxed);
   on_fiber_created(root_);
@@ -94,7 +100,14 @@ scheduler::scheduler()
 }
 
 scheduler::~scheduler() {
-  drain_inbox();  // run the tasks posted since the last idle loop
+  // Close what is still open on the reactor, then let tasks posted from
+  // now on run on their callers, then run those posted before.
+  close_io_for_exit();
+  {
+    spinlock_guard g(anchor_->mu);
+    anchor_->sched = nullptr;
+  }
+  drain_inbox();
   // The root is dead too now: wake whoever waits for it.
   mark_dead(root_);
   root_->release();
@@ -244,6 +257,44 @@ void scheduler::make_runnable_remote(thread_state* t) {
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
   }
   wake_from_remote();
+}
+
+void scheduler_anchor::run_on_owner(absl::AnyInvocable<void()> task) {
+  {
+    // Posted under the lock, so that the OS thread's exit cannot come
+    // between the check and the post.
+    spinlock_guard g(mu);
+    if (sched != nullptr && tls_scheduler != sched) {
+      sched->post(std::move(task));
+      return;
+    }
+  }
+  // On the owner itself, or after its exit: here, now.
+  task();
+}
+
+void scheduler::track(io_handle* h) {
+  h->owner_prev_ = nullptr;
+  h->owner_next_ = io_handles_;
+  if (io_handles_ != nullptr) io_handles_->owner_prev_ = h;
+  io_handles_ = h;
+}
+
+void scheduler::untrack(io_handle* h) {
+  if (h->owner_prev_ != nullptr) {
+    h->owner_prev_->owner_next_ = h->owner_next_;
+  } else if (io_handles_ == h) {
+    io_handles_ = h->owner_next_;
+  }
+  if (h->owner_next_ != nullptr) h->owner_next_->owner_prev_ = h->owner_prev_;
+  h->owner_prev_ = h->owner_next_ = nullptr;
+}
+
+void scheduler::close_io_for_exit() {
+  while (io_handle* h = io_handles_) {
+    node_ref<io_handle> keep(h);  // its listener may drop the last reference
+    h->close_for_owner_exit();    // untracks it
+  }
 }
 
 void scheduler::post(absl::AnyInvocable<void()> task) {

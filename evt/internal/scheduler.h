@@ -41,6 +41,7 @@
 #include "evt/internal/spinlock.h"
 #include "evt/internal/stack_pool.h"
 #include "evt/internal/timer_heap.h"
+#include "evt/io_handle.h"
 #include "evt/reactor.h"
 
 namespace rkt::internal {
@@ -115,9 +116,23 @@ class thread_state {
 // The calling OS thread's scheduler, or nullptr before its first use.
 extern constinit thread_local scheduler* tls_scheduler;
 
+// What outlives a scheduler for those who hold on to it from other OS
+// threads (io_handle): tasks for its OS thread go through here, and once
+// that thread has exited they run on the caller instead.
+struct scheduler_anchor {
+  spinlock mu;
+  scheduler* sched = nullptr;  // guarded by mu; null once the OS thread exited
+
+  // Runs `task` on the scheduler's OS thread (scheduler::post), or at once
+  // on the caller when that thread has exited.
+  void run_on_owner(absl::AnyInvocable<void()> task);
+};
+
 class scheduler {
  public:
-  // The calling OS thread's scheduler, created on first use.
+  // The calling OS thread's scheduler, created on first use. Creating it
+  // raises exn_fail_filesystem (with the errno, EMFILE when descriptors ran
+  // out) when its reactor cannot be made; the next call tries again.
   static scheduler& current() {
     scheduler* s = tls_scheduler;
     if (s != nullptr) [[likely]] {
@@ -173,6 +188,12 @@ class scheduler {
     switch_to(pick_next());
   }
 
+  const std::shared_ptr<scheduler_anchor>& anchor() const { return anchor_; }
+
+  // The open io_handles, closed when the OS thread exits (owner).
+  void track(io_handle* h);
+  void untrack(io_handle* h);
+
   void add_timer(timer_node* n) { timers_.push(n); }
   void remove_timer(timer_node* n) {
     if (n->queued()) timers_.remove(n);
@@ -199,7 +220,7 @@ class scheduler {
 
  private:
   friend void fiber_entry(void* from_ctx, thread_state* from);
-  scheduler();
+  explicit scheduler(std::unique_ptr<reactor> r);
   ~scheduler();
   friend struct scheduler_owner;
   static scheduler& create_for_this_thread();
@@ -247,6 +268,7 @@ class scheduler {
   void fire_idle_waiters();
   int poll_io(int64_t timeout_ns);
   void shut_down_threads();
+  void close_io_for_exit();
 
   void* const eh_;  // this OS thread's C++ exception globals
   thread_state* root_;
@@ -258,6 +280,8 @@ class scheduler {
   bool tearing_down_ = false;
   uint32_t tick_ = 0;
   std::size_t io_sources_ = 0;
+  io_handle* io_handles_ = nullptr;  // the tracked handles, linked (owner)
+  const std::shared_ptr<scheduler_anchor> anchor_ = std::make_shared<scheduler_anchor>();
 
   spinlock inbox_lock_;
   thread_state* inbox_head_ = nullptr;  // guarded by inbox_lock_
