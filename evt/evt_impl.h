@@ -37,6 +37,33 @@
 //
 // Lock order: a source's lock may be held while claiming, completing and
 // waking; nothing in the claim/complete path takes a source lock.
+//
+// Writing a new kind of event (evt/internal/one_shot_evt.h is the smallest
+// complete example; docs/ARCHITECTURE.md has the whole picture):
+//   - Threads. try_sync, arm and disarm run on the OS thread of the green
+//     thread that syncs, and the event may be synced from several OS threads
+//     at once; producers (whatever makes the event ready) may run on any OS
+//     thread. So the source's state needs its own lock (a spinlock or a
+//     mutex), taken in all three methods and by producers.
+//   - Under the source's lock, do only what is cheap and non-blocking: read
+//     and change the source's state, push or remove waiters, claim,
+//     complete and wake (claim_waiter, complete_waiter_with, self.commit).
+//     Never park, never call user code (wrap procedures run after the
+//     commit, outside), and take no other source's lock unless you write
+//     down the order next to both locks.
+//   - arm may throw (a system call failed, say): sync then calls disarm on
+//     that waiter too, so disarm must cope with a waiter it never queued
+//     (waiter_list::remove does). try_sync may throw as well. To report an
+//     error as the event's result instead (Racket's deferred error), commit
+//     with self.complete_exception() / slot().set_exception(): the sync
+//     commits to the event, then raises.
+//   - Commit only through claims: self.commit<R>() in try_sync and arm,
+//     claim_waiter + complete_waiter_with<R> in producers. A claim that
+//     fails means the sync went elsewhere (or its thread is being killed):
+//     consume nothing and leave the waiter alone. An event that consumes
+//     (a read, an accept) claims before it consumes, and gives the claim
+//     back with unclaim() if it then finds nothing to take.
+//   - The result type is R of base_evt<R>; store exactly an R.
 #ifndef RKT_EVT_EVT_IMPL_H_
 #define RKT_EVT_EVT_IMPL_H_
 

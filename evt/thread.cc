@@ -179,6 +179,8 @@ bool current_thread_killed() {
   return s != nullptr && s->running()->kill_requested.load(std::memory_order_acquire);
 }
 
+std::size_t live_thread_count() { return internal::scheduler::current().live_threads(); }
+
 void yield() {
   internal::throw_if_killed();
   internal::scheduler::current().yield();

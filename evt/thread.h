@@ -114,6 +114,10 @@ thread current_thread();
 // block check it so that a dying thread never parks (see kill()).
 bool current_thread_killed();
 
+// How many green threads of the calling OS thread are alive (not yet
+// dead), its root thread excluded.
+std::size_t live_thread_count();
+
 // Lets the other runnable green threads of this OS thread run first.
 void yield();
 

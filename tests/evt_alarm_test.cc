@@ -24,7 +24,6 @@
 #include "evt/alarm.h"
 #include "evt/channel.h"
 #include "evt/evt.h"
-#include "evt/internal/scheduler.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"

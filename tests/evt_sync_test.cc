@@ -26,7 +26,6 @@
 #include "evt/channel.h"
 #include "evt/evt.h"
 #include "evt/evt_impl.h"
-#include "evt/internal/scheduler.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"

@@ -17,7 +17,6 @@
 #include <utility>
 
 #include "absl/time/time.h"
-#include "evt/internal/scheduler.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
@@ -100,7 +99,7 @@ class clean_test : public ::testing::Test {
     fds_.emplace();
   }
   void TearDown() override {
-    EXPECT_EQ(rkt::internal::scheduler::current().live_threads(), 0u)
+    EXPECT_EQ(rkt::live_thread_count(), 0u)
         << "the test left a green thread alive";
     EXPECT_THAT(fds_->leaked(), ::testing::IsEmpty())
         << fd_leak_check::describe(fds_->leaked());
