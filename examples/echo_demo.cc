@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +28,6 @@
 #include "absl/time/time.h"
 #include "custodian/custodian.h"
 #include "evt/exn.h"
-#include "evt/sync.h"
 #include "evt/thread.h"
 #include "examples/child_process.h"
 #include "examples/echo_server.h"
@@ -133,10 +133,13 @@ run_result run_load(const programs& p, const std::string& path) {
   }
   const std::optional<int> status = load.wait_for(absl::Seconds(10));
   if (!status) throw exn_fail("echo_load did not exit after closing its output");
-  if (*status != 0) throw exn_fail("echo_load failed (" + describe_wait_status(*status) + ")");
   const std::optional<double> rps = result_field(result, "rps");
   const std::optional<double> p99 = result_field(result, "p99_us");
-  if (!rps || !p99) throw exn_fail("echo_load printed no RESULT line");
+  // It exits 1 after its report when no round trip ended in the measured
+  // time (a server slowed down by a sanitizer, say): a figure of 0.
+  const bool none_measured = WIFEXITED(*status) && WEXITSTATUS(*status) == 1 && rps && *rps == 0;
+  const bool measured = rps && p99 && (*status == 0 || none_measured);
+  if (!measured) throw exn_fail("echo_load failed (" + describe_wait_status(*status) + ")");
   return {*rps, *p99};
 }
 
