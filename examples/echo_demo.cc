@@ -255,10 +255,10 @@ int measure_and_report(const programs& p, const int& stop_signal) {
   std::printf("\n");
 
   socket_dir dir;
-  contender rkt{"rkt", measure_rkt}, c{"C", measure_c};
+  contender rkt_runs{"rkt", measure_rkt}, c_runs{"C", measure_c};
   for (int round = 1; round <= kRounds; ++round) {
     std::printf("round %d ", round);
-    for (contender* server : {&rkt, &c}) {
+    for (contender* server : {&rkt_runs, &c_runs}) {
       std::fflush(stdout);
       std::optional<run_result> r;
       try {
@@ -281,9 +281,9 @@ int measure_and_report(const programs& p, const int& stop_signal) {
   }
 
   std::printf("\nmedian of %d runs (lowest-highest):\n", kRounds);
-  rkt.print_summary();
-  c.print_summary();
-  const double ratio = median(rkt.rps) / median(c.rps);
+  rkt_runs.print_summary();
+  c_runs.print_summary();
+  const double ratio = median(rkt_runs.rps) / median(c_runs.rps);
   std::printf(
       "rkt / C = %.2f: rkt's throughput is %.2fx the hand-written C epoll server's "
       "(%d-byte ping-pong, %d connections)\n",
