@@ -98,6 +98,10 @@ void io_handle::close() {
 
 void io_handle::report_after(absl::Duration delay, uint32_t dirs) {
   const int64_t deadline = internal::scheduler::now_ns() + absl::ToInt64Nanoseconds(delay);
+  if (internal::scheduler::current_if_any() == sched_) {
+    schedule_report(deadline, dirs);
+    return;
+  }
   node_ref<io_handle> self(this);
   sched_->post([self = std::move(self), deadline, dirs] { self->schedule_report(deadline, dirs); });
 }
@@ -106,16 +110,19 @@ void io_handle::report_after(absl::Duration delay, uint32_t dirs) {
 void io_handle::schedule_report(int64_t deadline_ns, uint32_t dirs) {
   if (closed()) return;
   report_dirs_ |= dirs;
-  if (report_timer_.queued()) {
-    if (report_timer_.deadline_ns <= deadline_ns) return;
-    sched_->remove_timer(&report_timer_);
-  } else {
-    add_ref();  // the pending timer's, dropped when it fires or is cancelled
-  }
-  report_timer_.deadline_ns = deadline_ns;
   report_timer_.fire = &io_handle::fire_report;
   report_timer_.context = this;
-  sched_->add_timer(&report_timer_);
+  if (report_timer_.queued()) {
+    if (report_timer_.deadline_ns <= deadline_ns) return;
+    // Out and back in: the push reuses the slot just freed, so cannot throw.
+    sched_->remove_timer(&report_timer_);
+    report_timer_.deadline_ns = deadline_ns;
+    sched_->add_timer(&report_timer_);
+    return;
+  }
+  report_timer_.deadline_ns = deadline_ns;
+  sched_->add_timer(&report_timer_);  // may throw std::bad_alloc: no reference taken yet
+  add_ref();  // the pending timer's, dropped when it fires or is cancelled
 }
 
 // Owner thread.

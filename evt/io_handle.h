@@ -101,6 +101,7 @@ class io_handle final : public internal::io_source {
   // directions and keeps the earlier deadline. Nothing is reported once the
   // handle is closed. Any OS thread (from another one the request is posted
   // to the owner, so the report waits for the owner's scheduler to run).
+  // Throws only std::bad_alloc (the timer heap or the post could not grow).
   void report_after(absl::Duration delay, uint32_t dirs);
 
   // The scheduler whose reactor owns the handle.

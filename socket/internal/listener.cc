@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <new>
 
 #include "absl/time/time.h"
 #include "evt/exn.h"
@@ -200,7 +201,11 @@ void listener_state::serve_locked() {
 // An accept found no descriptor and its waiter stays parked: ask for a
 // report after the current delay, and back off (see listener.h).
 void listener_state::starved_locked() {
-  io_->report_after(retry_delay_, kReadable);
+  try {
+    io_->report_after(retry_delay_, kReadable);
+  } catch (const std::bad_alloc&) {
+    // No memory for the timer: the next connection's report retries.
+  }
   retry_delay_ = std::min(retry_delay_ * 2, kMaxRetryDelay);
 }
 
