@@ -1,6 +1,8 @@
 // io_handle: readiness bits with a report sequence, and the fd events.
 #include "evt/io_handle.h"
 
+#include <utility>
+
 #include "evt/internal/scheduler.h"
 
 namespace rkt {
@@ -101,6 +103,7 @@ void io_handle::close() {
     sched_->remove_io(this);
     sched_->untrack(this);
   }
+  cancel_report();  // last: it may drop the final reference
 }
 
 void io_handle::close_for_owner_exit() {
@@ -115,6 +118,56 @@ void io_handle::close_from_any_thread(absl::AnyInvocable<void()> then) {
     self->close();
     if (then) then();
   });
+}
+
+void io_handle::report_after(absl::Duration delay, uint32_t dirs) {
+  const int64_t deadline = internal::scheduler::now_ns() + absl::ToInt64Nanoseconds(delay);
+  if (internal::scheduler::current_if_any() == sched_) {
+    schedule_report(deadline, dirs);
+    return;
+  }
+  // Through the anchor: once the owner has exited the handle is closed and
+  // this does nothing.
+  node_ref<io_handle> self(this);
+  anchor_->run_on_owner(
+      [self = std::move(self), deadline, dirs] { self->schedule_report(deadline, dirs); });
+}
+
+// Owner thread.
+void io_handle::schedule_report(int64_t deadline_ns, uint32_t dirs) {
+  if (closed()) return;
+  report_dirs_ |= dirs;
+  report_timer_.fire = &io_handle::fire_report;
+  report_timer_.context = this;
+  if (report_timer_.queued()) {
+    if (report_timer_.deadline_ns <= deadline_ns) return;
+    // Out and back in: the push reuses the slot just freed, so cannot throw.
+    sched_->remove_timer(&report_timer_);
+    report_timer_.deadline_ns = deadline_ns;
+    sched_->add_timer(&report_timer_);
+    return;
+  }
+  report_timer_.deadline_ns = deadline_ns;
+  sched_->add_timer(&report_timer_);  // may throw std::bad_alloc: no reference taken yet
+  add_ref();  // the pending timer's, dropped when it fires or is cancelled
+}
+
+// Owner thread.
+void io_handle::cancel_report() {
+  if (!report_timer_.queued()) return;
+  sched_->remove_timer(&report_timer_);
+  report_dirs_ = 0;
+  release();
+}
+
+// Owner thread, from the timer heap (the node is already out of it).
+void io_handle::fire_report(internal::timer_node* n) {
+  auto* h = static_cast<io_handle*>(n->context);
+  const uint32_t dirs = std::exchange(h->report_dirs_, 0);
+  // The listener may ask for the next report from here: it finds no timer
+  // pending and queues a fresh one.
+  if (!h->closed()) h->on_ready(dirs);
+  h->release();
 }
 
 evt<void> io_handle::readable_evt() {

@@ -16,8 +16,10 @@
 //   - state_ = (report sequence << 8) | ready bits; bits only grow between
 //     two consume() calls.
 //   - close() and the reactor registration run on the owning OS thread;
-//     readiness, consume, the events and close_from_any_thread work from any
-//     OS thread.
+//     readiness, consume, report_after, close_from_any_thread and the
+//     events work from any OS thread.
+//   - At most one report_after timer is pending; while it is, it holds a
+//     reference on the handle. close() cancels it.
 //   - Each fd event holds a reference on the handle.
 //   - After close(), every event of the handle is ready (callers then see
 //     the closed resource and report it); the fd itself belongs to the caller.
@@ -32,9 +34,10 @@
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
-
+#include "absl/time/time.h"
 #include "evt/evt.h"
 #include "evt/internal/spinlock.h"
+#include "evt/internal/timer_heap.h"
 #include "evt/reactor.h"
 
 namespace rkt {
@@ -94,6 +97,19 @@ class io_handle final : public internal::io_source {
   // first read or write is attempted instead of waiting for one.
   void assume_ready(uint32_t dirs) { on_ready_bits(dirs); }
 
+  // Reports `dirs` ready once more after `delay`, on the owning OS thread's
+  // timers, as if the kernel had: the bits are set, the fd events' waiters
+  // wake and the listener runs. For a caller that found a direction ready
+  // but could not act on it for a reason no readiness report will announce
+  // the end of: accept(2) failing with EMFILE leaves the connection pending,
+  // and the kernel says nothing more until another one arrives. One report
+  // is pending at a time; a request while one is pending adds its
+  // directions and keeps the earlier deadline. Nothing is reported once the
+  // handle is closed. Any OS thread (from another one the request is posted
+  // to the owner, so the report waits for the owner's scheduler to run).
+  // Throws only std::bad_alloc (the timer heap or the post could not grow).
+  void report_after(absl::Duration delay, uint32_t dirs);
+
   // The scheduler whose reactor owns the handle.
   internal::scheduler& owner() const { return *sched_; }
 
@@ -128,6 +144,9 @@ class io_handle final : public internal::io_source {
   ~io_handle();
   void wake(uint32_t dirs);
   void on_ready_bits(uint32_t events);
+  void schedule_report(int64_t deadline_ns, uint32_t dirs);
+  void cancel_report();
+  static void fire_report(internal::timer_node* n);
 
   mutable std::atomic<uint32_t> refs_{0};
   internal::scheduler* const sched_;
@@ -138,7 +157,9 @@ class io_handle final : public internal::io_source {
   io_handle* owner_prev_ = nullptr;
   io_handle* owner_next_ = nullptr;
   friend class internal::scheduler;
-  io_listener* listener_ = nullptr;  // owner thread
+  io_listener* listener_ = nullptr;    // owner thread
+  internal::timer_node report_timer_;  // owner thread: the pending report_after
+  uint32_t report_dirs_ = 0;           // owner thread: the directions it reports
   int error_ = 0;
   std::atomic<uint64_t> state_{0};
   internal::spinlock mu_;

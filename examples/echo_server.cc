@@ -47,9 +47,10 @@ void serve_echo(const unix_socket_listener& listener) {
     std::optional<std::pair<input_port, output_port>> conn;
     try {
       conn = unix_socket_accept(listener);
-    } catch (const exn_fail_network& e) {
-      // The listener was closed (the server is shutting down), or the
-      // accept failed for this one connection: keep serving the others.
+    } catch (const exn_fail& e) {
+      // The listener was closed (the server is shutting down: plain
+      // exn_fail), or the accept failed for this one connection
+      // (exn_fail_network): keep serving the others.
       if (listener_closed(listener)) return;
       std::fprintf(stderr, "echo: %s\n", e.what());
       continue;

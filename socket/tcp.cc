@@ -30,9 +30,12 @@ namespace {
 
 using ports = std::pair<input_port, output_port>;
 
+// Racket 8.7's racket/tcp raises exn:fail:contract for a closed listener
+// (its documentation says exn:fail:network), naming the listener.
 const internal::listener_kind kTcpListener{
     .describe = "tcp listener",
-    .closed_text = "listener is closed",
+    .closed_text = "listener is closed\n  listener: #<tcp-listener>",
+    .closed_is_contract = true,
     .port_name = "tcp",
 };
 
@@ -128,8 +131,8 @@ tcp_address_info port_addresses(const Port& p) {
   return addresses_of_fd(fd, false);
 }
 
-void raise_closed_listener(const char* who) {
-  throw exn_fail_network(std::string(who) + ": listener is closed", EBADF);
+[[noreturn]] void raise_closed_listener(const char* who) {
+  internal::raise_closed_listener(kTcpListener, who);
 }
 
 }  // namespace

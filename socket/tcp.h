@@ -7,14 +7,21 @@
 //   auto [in, out] = rkt::tcp_connect("127.0.0.1", port);
 //
 // Listeners and ports register with the current custodian (for
-// tcp_accept_evt: the one current when the event was made). Errors raise
+// tcp_accept_evt: the one current when the event was made). Using a closed
+// listener raises exn_fail_contract "<who>: listener is closed\n  listener:
+// #<tcp-listener>", as Racket 8.7 does (its documentation says
+// exn:fail:network). Accepting under a shut-down custodian raises
+// exn_fail_contract before accept(2), leaving a pending connection queued;
+// running out of descriptors (EMFILE, ENFILE) makes an accept wait and
+// retry, as unix_socket.h describes. Other errors raise
 // exn_fail_network carrying errno ("tcp_connect: connection failed\n
 // hostname: 127.0.0.1\n  port number: 1\n  errno: 111\n  error: Connection
 // refused"); a host name that does not resolve carries the negative
 // getaddrinfo code. Name lookups (for names that are not numeric
 // addresses) block the calling OS thread while they run.
 //
-// Reference: ../shared/racket/reference/tcp.txt.
+// The reference is Racket's racket/tcp documentation and, where they differ,
+// the behaviour of Racket 8.7.
 #ifndef RKT_SOCKET_TCP_H_
 #define RKT_SOCKET_TCP_H_
 
@@ -54,7 +61,9 @@ constexpr bool tcp_listener_p(const T&) {
 }
 
 // Listens on `port_no` (0: one the system picks) with a backlog of
-// `max_allow_wait`; with `reuse`, SO_REUSEADDR. With a `hostname`, on its
+// `max_allow_wait` (negative: exn_fail_contract "expected:
+// exact-nonnegative-integer?", Racket's message); with `reuse`,
+// SO_REUSEADDR. With a `hostname`, on its
 // first address; without, on every IPv6 and IPv4 address (one dual-stack
 // socket where the system allows, else IPv4).
 tcp_listener tcp_listen(uint16_t port_no, int max_allow_wait = 4, bool reuse = false,
@@ -74,7 +83,7 @@ std::pair<input_port, output_port> tcp_accept(const tcp_listener& listener);
 evt<std::pair<input_port, output_port>> tcp_accept_evt(const tcp_listener& listener);
 // Whether a connection is waiting; raises on a closed listener.
 bool tcp_accept_ready(const tcp_listener& listener);
-// Closes the listener; raises exn_fail_network if it is already closed
+// Closes the listener; raises exn_fail_contract if it is already closed
 // (Racket).
 void tcp_close(const tcp_listener& listener);
 

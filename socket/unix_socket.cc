@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/time/time.h"
@@ -27,23 +28,59 @@ constexpr std::size_t kMaxPath = sizeof(sockaddr_un::sun_path);  // 108 on Linux
 
 using ports = std::pair<input_port, output_port>;
 
-// The bytes a filesystem path names, made absolute against the current
-// directory with repeated slashes collapsed (Racket's path->complete-path
-// and cleanse-path).
-std::string complete_path(const std::string& p) {
-  std::string full;
-  if (!p.empty() && p[0] != '/') {
-    char cwd[4096];
-    if (::getcwd(cwd, sizeof cwd) != nullptr) full = cwd;
-    full += '/';
-  }
-  full += p;
-  std::string out;
-  for (char c : full) {
-    if (c == '/' && !out.empty() && out.back() == '/') continue;
-    out += c;
+// A path's address bytes, or why it has none. For a filesystem path: made
+// absolute against the current directory with repeated slashes collapsed
+// (Racket's path->complete-path and cleanse-path).
+struct resolved_path {
+  std::string name;    // the bytes that go into sun_path
+  bool valid = false;  // unix_socket_path_p
+  int cwd_error = 0;   // a relative path whose absolute form cannot be had
+};
+
+// The current directory, or "" with errno set. A directory that was
+// removed has no absolute form (ENOENT); neither has one outside the root
+// (older kernels return "(unreachable)..." instead of failing).
+std::string current_directory() {
+  char* cwd = ::getcwd(nullptr, 0);  // any length (glibc allocates)
+  if (cwd == nullptr) return std::string();
+  std::string out(cwd);
+  std::free(cwd);
+  if (out.empty() || out[0] != '/') {
+    errno = ENOENT;
+    return std::string();
   }
   return out;
+}
+
+resolved_path resolve(const unix_socket_path& path) {
+  resolved_path r;
+  const std::string& b = path.bytes();
+  if (!unix_socket_available) return r;
+  if (path.abstract()) {
+#if defined(__linux__)
+    r.valid = !b.empty() && b.size() <= kMaxPath && b[0] == '\0';
+    r.name = b;
+#endif
+    return r;
+  }
+  if (b.empty() || b.find('\0') != std::string::npos) return r;
+  std::string full;
+  if (b[0] != '/') {
+    full = current_directory();
+    if (full.empty()) {
+      // Never taken as relative to "/": the path names nothing.
+      r.cwd_error = errno;
+      return r;
+    }
+    full += '/';
+  }
+  full += b;
+  for (char c : full) {
+    if (c == '/' && !r.name.empty() && r.name.back() == '/') continue;
+    r.name += c;
+  }
+  r.valid = r.name.size() <= kMaxPath;
+  return r;
 }
 
 // The escape Racket's writer uses for a control character, if it names one.
@@ -94,23 +131,35 @@ struct socket_address {
   socklen_t len = 0;
 };
 
-// The address for a valid path; raises exn_fail_contract for an invalid one.
-socket_address address_of(const unix_socket_path& path, const char* who) {
-  if (!unix_socket_path_p(path)) {
-    throw exn_fail_contract(std::string(who) +
-                            ": contract violation\n  expected: unix_socket_path_p\n  given: " +
-                            describe_path(path));
+[[noreturn]] void raise_socket_error(const char* who, const char* what,
+                                     const unix_socket_path& path, int error);
+
+// Raises exn_fail_contract for a path that is invalid whatever the current
+// directory (Racket checks its arguments' contracts first).
+void check_path(const resolved_path& r, const unix_socket_path& path, const char* who) {
+  if (r.valid || r.cwd_error != 0) return;
+  throw exn_fail_contract(std::string(who) +
+                          ": contract violation\n  expected: unix_socket_path_p\n  given: " +
+                          describe_path(path));
+}
+
+// The address of a checked path; raises exn_fail_network with the errno for
+// a relative path whose current directory has no absolute form.
+socket_address address_of(const resolved_path& r, const unix_socket_path& path,
+                          const char* who) {
+  if (r.cwd_error != 0) {
+    raise_socket_error(who, "cannot make the path absolute: no current directory", path,
+                       r.cwd_error);
   }
-  const std::string name = path.abstract() ? path.bytes() : complete_path(path.bytes());
   socket_address a;
   a.addr.sun_family = AF_UNIX;
-  std::memcpy(a.addr.sun_path, name.data(), name.size());
-  a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + name.size());
+  std::memcpy(a.addr.sun_path, r.name.data(), r.name.size());
+  a.len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + r.name.size());
   return a;
 }
 
-[[noreturn]] void raise_socket_error(const char* who, const char* what,
-                                     const unix_socket_path& path, int error) {
+void raise_socket_error(const char* who, const char* what, const unix_socket_path& path,
+                        int error) {
   throw exn_fail_network(
       errno_message(std::string(who) + ": " + what + "\n  path: " + describe_path(path), error),
       error);
@@ -124,19 +173,7 @@ int new_socket(const char* who, const unix_socket_path& path) {
 
 }  // namespace
 
-bool unix_socket_path_p(const unix_socket_path& path) {
-  if (!unix_socket_available) return false;
-  const std::string& b = path.bytes();
-  if (path.abstract()) {
-#if defined(__linux__)
-    return !b.empty() && b.size() <= kMaxPath && b[0] == '\0';
-#else
-    return false;
-#endif
-  }
-  if (b.empty() || b.find('\0') != std::string::npos) return false;
-  return complete_path(b).size() <= kMaxPath;
-}
+bool unix_socket_path_p(const unix_socket_path& path) { return resolve(path).valid; }
 
 // ---------------------------------------------------------------------------
 // Listeners.
@@ -146,6 +183,7 @@ namespace {
 const internal::listener_kind kUnixListener{
     .describe = "unix socket listener",
     .closed_text = "unix socket listener is closed",
+    .closed_is_contract = false,  // Racket raises it with `error`: plain exn:fail
     .port_name = "unix-socket",
 };
 
@@ -158,12 +196,15 @@ unix_socket_listener::operator evt<unix_socket_listener>() const {
 
 unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog) {
   const char* who = "unix_socket_listen";
-  const socket_address a = address_of(path, who);
+  const resolved_path r = resolve(path);
+  check_path(r, path, who);
   if (backlog < 0) {
+    // Racket 8.7's message for (unix-socket-listen path -1).
     throw exn_fail_contract(std::string(who) +
-                            ": contract violation\n  expected: exact-nonnegative-integer?\n  "
-                            "given: " + std::to_string(backlog));
+                            ": contract violation\n  expected: natural?\n  given: " +
+                            std::to_string(backlog));
   }
+  const socket_address a = address_of(r, path, who);
   current_custodian().check_not_shut_down(who);
   const int fd = new_socket(who, path);
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
@@ -197,7 +238,9 @@ ports unix_socket_accept(const unix_socket_listener& listener) {
 
 std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& path) {
   const char* who = "unix_socket_connect";
-  const socket_address a = address_of(path, who);
+  const resolved_path r = resolve(path);
+  check_path(r, path, who);
+  const socket_address a = address_of(r, path, who);
   current_custodian().check_not_shut_down(who);
   internal::owned_fd fd(new_socket(who, path));
   // A full backlog answers a non-blocking connect with EAGAIN (not

@@ -20,9 +20,15 @@
 // message shape: "unix_socket_connect: failed to connect socket\n  path:
 // \"/x\"\n  errno: 2\n  error: No such file or directory".
 //
-// Reference: ../shared/racket/unix-socket-docs.txt,
-// ../shared/racket/reference/unix-socket-and-tcp-unit.txt and
-// notes-from-source.txt.
+// Accepting takes no descriptor that is not there: when the process or the
+// system has none left (EMFILE, ENFILE), a pending connection stays queued
+// and the accept (or a parked unix_socket_accept_evt) keeps waiting,
+// retrying after a delay that grows from 1 ms to 100 ms, so it goes on
+// within about 100 ms once descriptors are freed and costs next to no CPU
+// meanwhile. Racket raises "failed to accept socket" instead.
+//
+// The reference is Racket's racket/unix-socket documentation and, where it
+// is silent, the behaviour of Racket 8.7's implementation.
 #ifndef RKT_SOCKET_UNIX_SOCKET_H_
 #define RKT_SOCKET_UNIX_SOCKET_H_
 
@@ -81,7 +87,11 @@ class unix_socket_path {
 // Racket's unix-socket-path?: a filesystem path is valid when it is not
 // empty, has no NUL byte, and its absolute form (against the current
 // directory) has at most 108 bytes on Linux (104 on BSD and macOS); an
-// abstract name as above, on Linux only.
+// abstract name as above, on Linux only. A relative path is not valid
+// while the current directory has no absolute form (it was removed): it
+// names nothing, and connect and listen raise exn_fail_network with
+// getcwd's errno ("<who>: cannot make the path absolute: no current
+// directory") rather than use "/" in its place.
 bool unix_socket_path_p(const unix_socket_path& path);
 
 namespace internal {
@@ -119,21 +129,26 @@ std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& p
 
 // Binds and listens on `path` with the given backlog. Binding creates the
 // socket file, which closing the listener leaves in place. A path in use
-// raises exn_fail_network with EADDRINUSE.
+// raises exn_fail_network with EADDRINUSE; a negative backlog raises
+// exn_fail_contract ("expected: natural?", as Racket's contract says).
 unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog = 4);
 
 // Closes the listener; idempotent. The socket file stays.
 void unix_socket_close_listener(const unix_socket_listener& listener);
 
 // Accepts a connection, parking the calling green thread until one comes.
-// On a closed listener raises exn_fail_network "unix_socket_accept: unix
-// socket listener is closed".
+// On a closed listener raises exn_fail (not a system call's failure, so no
+// errno) "unix_socket_accept: unix socket listener is closed". Under a
+// shut-down current custodian raises exn_fail_contract "unix_socket_accept:
+// the custodian has been shut down" without accepting: a pending
+// connection stays queued for another accepter.
 std::pair<input_port, output_port> unix_socket_accept(const unix_socket_listener& listener);
 
 // An event whose result is an accepted connection's ports; it accepts only
 // when it is the event chosen, and an accept error is raised by the sync
 // that chose it. The ports go to the custodian current when this function
-// is called.
+// is called. It is ready at once, raising, on a closed listener or once
+// that custodian is shut down (as unix_socket_accept).
 evt<std::pair<input_port, output_port>> unix_socket_accept_evt(
     const unix_socket_listener& listener);
 

@@ -1,12 +1,14 @@
-// listener_state: readiness, accept(2), the accept event, and close.
+// listener_state: readiness, accept(2) and its retries when descriptors
+// run out, the accept event, and close.
 #include "socket/internal/listener.h"
 
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <optional>
+#include <new>
 
 #include "absl/time/time.h"
 #include "evt/exn.h"
@@ -16,10 +18,34 @@
 #include "ports/internal/commit.h"
 
 namespace rkt::internal {
+namespace {
+
+// The backoff of a starved accept (listener.h).
+constexpr absl::Duration kFirstRetryDelay = absl::Milliseconds(1);
+constexpr absl::Duration kMaxRetryDelay = absl::Milliseconds(100);
+
+// What attempt_locked did.
+enum class attempt { done, none, starved };
+
+}  // namespace
+
+std::exception_ptr closed_listener_error(const listener_kind& k, const char* who) {
+  const std::string m = std::string(who) + ": " + k.closed_text;
+  if (k.closed_is_contract) return std::make_exception_ptr(exn_fail_contract(m));
+  return std::make_exception_ptr(exn_fail(m));
+}
+
+void raise_closed_listener(const listener_kind& k, const char* who) {
+  std::rethrow_exception(closed_listener_error(k, who));
+}
 
 listener_state::listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind,
                                std::string where)
-    : fd_(fd), io_(std::move(io)), kind_(kind), where_(std::move(where)) {
+    : fd_(fd),
+      io_(std::move(io)),
+      kind_(kind),
+      where_(std::move(where)),
+      retry_delay_(kFirstRetryDelay) {
   io_->set_listener(this);
 }
 
@@ -83,28 +109,36 @@ class listener_state::accept_node final : public base_evt<port_pair> {
   accept_node(std::shared_ptr<listener_state> st, custodian owner, const char* who)
       : st_(std::move(st)), owner_(std::move(owner)), who_(who) {}
 
-  // One accept through `c`; false when nothing could be taken (the claim
-  // was given back). Requires the state's mu.
-  bool attempt_locked(commit_target& c) {
-    if (!c.claim()) return true;  // committed elsewhere: done with it
+  // One accept through `c`: done (committed, or committed elsewhere), none
+  // (no connection) or starved (no descriptor to take it with); the claim
+  // is given back unless done. Requires the state's mu.
+  attempt attempt_locked(commit_target& c) {
+    if (!c.claim()) return attempt::done;  // committed elsewhere: done with it
     if (st_->closed_) {
-      c.slot().set_exception(std::make_exception_ptr(exn_fail_network(
-          std::string(who_) + ": " + st_->kind_.closed_text, EBADF)));
+      c.slot().set_exception(closed_listener_error(st_->kind_, who_));
       c.publish();
-      return true;
+      return attempt::done;
+    }
+    if (owner_.is_shut_down()) {
+      // Before accept(2): the connection stays queued for another accepter.
+      c.slot().set_exception(std::make_exception_ptr(
+          exn_fail_contract(std::string(who_) + ": the custodian has been shut down")));
+      c.publish();
+      return attempt::done;
     }
     const int fd = st_->accept_locked();
     if (fd < 0) {
       const int error = errno;
       if (error == EAGAIN || error == EMFILE || error == ENFILE) {
         c.unclaim();
-        return false;
+        return error == EAGAIN ? attempt::none : attempt::starved;
       }
       c.slot().set_exception(std::make_exception_ptr(exn_fail_network(
           errno_message(std::string(who_) + ": failed to accept socket", error), error)));
       c.publish();
-      return true;
+      return attempt::done;
     }
+    st_->retry_delay_ = kFirstRetryDelay;
     try {
       custodian_scope in(owner_);
       c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, st_->kind_.port_name, who_));
@@ -112,21 +146,25 @@ class listener_state::accept_node final : public base_evt<port_pair> {
       c.slot().set_exception(std::current_exception());
     }
     c.publish();
-    return true;
+    return attempt::done;
   }
 
   bool try_sync(self_ref& self) override {
     std::lock_guard<std::mutex> g(st_->mu_);
     self_commit c(self);
-    return attempt_locked(c);  // a poll's claim cannot fail
+    // A poll's claim cannot fail. A starved poll asks for no retry: nobody
+    // waits yet (arm will).
+    return attempt_locked(c) == attempt::done;
   }
   void arm(waiter& w) override {
     std::lock_guard<std::mutex> g(st_->mu_);
     self_ref self(w);
     self_commit c(self);
-    if (attempt_locked(c)) return;
+    const attempt a = attempt_locked(c);
+    if (a == attempt::done) return;
     w.data = this;
     st_->accept_waiters_.push_back(&w);
+    if (a == attempt::starved) st_->starved_locked();
   }
   void disarm(waiter& w) noexcept override {
     std::lock_guard<std::mutex> g(st_->mu_);
@@ -140,17 +178,35 @@ class listener_state::accept_node final : public base_evt<port_pair> {
   const char* const who_;
 };
 
+// Reports are hints (a retry's report may find the connection gone): the
+// listener event's waiters commit only if a connection waits.
 void listener_state::serve_locked() {
-  while (waiter* w = ready_waiters_.pop_front()) {
-    if (claim_waiter(*w)) {
-      const auto* r = static_cast<const ready_request*>(w->data);
-      complete_waiter(*w, [r](result_slot& slot) { r->deliver(slot); });
+  if (!ready_waiters_.empty() && ready_locked()) {
+    while (waiter* w = ready_waiters_.pop_front()) {
+      if (claim_waiter(*w)) {
+        const auto* r = static_cast<const ready_request*>(w->data);
+        complete_waiter(*w, [r](result_slot& slot) { r->deliver(slot); });
+      }
     }
   }
   while (waiter* w = accept_waiters_.front()) {
     waiter_commit c(*w, accept_waiters_);
-    if (!static_cast<accept_node*>(w->data)->attempt_locked(c)) return;
+    const attempt a = static_cast<accept_node*>(w->data)->attempt_locked(c);
+    if (a == attempt::done) continue;
+    if (a == attempt::starved) starved_locked();
+    return;
   }
+}
+
+// An accept found no descriptor and its waiter stays parked: ask for a
+// report after the current delay, and back off (see listener.h).
+void listener_state::starved_locked() {
+  try {
+    io_->report_after(retry_delay_, kReadable);
+  } catch (const std::bad_alloc&) {
+    // No memory for the timer: the next connection's report retries.
+  }
+  retry_delay_ = std::min(retry_delay_ * 2, kMaxRetryDelay);
 }
 
 void listener_state::on_io(uint32_t /*events*/) noexcept {
@@ -181,14 +237,7 @@ evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>&
 }
 
 port_pair listener_state::accept(const std::shared_ptr<listener_state>& st, const char* who) {
-  const evt<port_pair> e = accept_evt(st, current_custodian(), who);
-  // An accept that found no descriptor to take the connection with (EMFILE,
-  // ENFILE) stays parked, and nothing reports when descriptors are freed:
-  // try again every quarter second rather than spinning.
-  for (;;) {
-    std::optional<port_pair> got = sync_timeout(absl::Milliseconds(250), e);
-    if (got) return std::move(*got);
-  }
+  return sync(accept_evt(st, current_custodian(), who));
 }
 
 }  // namespace rkt::internal

@@ -3,21 +3,38 @@
 // connection waits, or once closed) and accept_evt (accepts when chosen).
 // unix_socket.h and tcp.h wrap it in their own listener types.
 //
-// Locking (mu): the fd's open state and the parked syncs of both events. A
-// readiness report serves them: every listener-event waiter commits
-// (nothing is consumed), then accept_evt waiters accept one connection each
-// until accept(2) says EAGAIN. An accept_evt claims its sync before
-// accept(2), so a losing event accepts nothing; when accept(2) then finds
-// no connection (or no descriptor to take it with: EMFILE), the claim is
+// Locking (mu): the fd's open state, the retry delay and the parked syncs
+// of both events. A readiness report serves them: every listener-event
+// waiter commits if a connection waits (nothing is consumed), then
+// accept_evt waiters accept one connection each until accept(2) says
+// EAGAIN. An accept_evt claims its sync before accept(2), so a losing event
+// accepts nothing; when accept(2) then finds no connection, the claim is
 // given back and the waiter stays parked.
+//
+// Descriptor exhaustion (EMFILE, ENFILE) leaves the connection pending, and
+// no readiness report will say when descriptors are free again (epoll is
+// edge-triggered; the poll backend stops polling a direction until it is
+// rearmed, which only EAGAIN does, so it does not spin either). The waiter
+// stays parked as for EAGAIN, and the listener asks its io_handle for a
+// report of its own after a delay that doubles from 1 ms up to 100 ms while
+// accepts keep failing; a successful accept resets it. So a parked accept
+// recovers within 100 ms of descriptors being freed, and a starved listener
+// costs at most about ten accept(2) calls a second.
+//
+// An accept_evt whose custodian has been shut down is ready at once and
+// raises "<who>: the custodian has been shut down" without calling
+// accept(2), as Racket's accept poller does: a pending connection stays in
+// the queue for another accepter.
 #ifndef RKT_SOCKET_INTERNAL_LISTENER_H_
 #define RKT_SOCKET_INTERNAL_LISTENER_H_
 
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
 
+#include "absl/time/time.h"
 #include "custodian/custodian.h"
 #include "custodian/managed.h"
 #include "evt/evt.h"
@@ -28,12 +45,18 @@ namespace rkt::internal {
 
 using port_pair = std::pair<input_port, output_port>;
 
-// What a kind of listener calls itself in messages and listings.
+// What a kind of listener calls itself in messages and listings, and how
+// it reports use after close (not a system call's failure, so no errno).
 struct listener_kind {
   const char* describe;     // "unix socket listener"
-  const char* closed_text;  // "unix socket listener is closed"
+  const char* closed_text;  // after "<who>: ": "unix socket listener is closed"
+  bool closed_is_contract;  // exn_fail_contract (racket/tcp), else plain exn_fail
   const char* port_name;    // the name of accepted ports: "unix-socket"
 };
+
+// The error of using a closed listener of kind `k` in `who`.
+std::exception_ptr closed_listener_error(const listener_kind& k, const char* who);
+[[noreturn]] void raise_closed_listener(const listener_kind& k, const char* who);
 
 class listener_state final : public managed_resource, public io_listener {
  public:
@@ -75,7 +98,7 @@ class listener_state final : public managed_resource, public io_listener {
   // in errors.
   static evt<port_pair> accept_evt(const std::shared_ptr<listener_state>& st, custodian owner,
                                    const char* who);
-  // Accepts, parking until a connection comes.
+  // Accepts, parking until a connection comes: a plain sync on accept_evt.
   static port_pair accept(const std::shared_ptr<listener_state>& st, const char* who);
 
   class accept_node;
@@ -83,6 +106,7 @@ class listener_state final : public managed_resource, public io_listener {
  private:
   int accept_locked();
   void serve_locked();
+  void starved_locked();
 
   const int fd_;
   const node_ref<io_handle> io_;
@@ -90,6 +114,7 @@ class listener_state final : public managed_resource, public io_listener {
   const std::string where_;
   mutable std::mutex mu_;
   bool closed_ = false;         // guarded by mu_
+  absl::Duration retry_delay_;  // guarded by mu_: the next starved retry's
   waiter_list ready_waiters_;   // guarded by mu_
   waiter_list accept_waiters_;  // guarded by mu_
 };
