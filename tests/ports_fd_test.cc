@@ -51,6 +51,8 @@
 #include "evt/thread.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ports/bytes_port.h"
+#include "ports/pipe.h"
 #include "ports/port.h"
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
@@ -1131,6 +1133,158 @@ TEST_F(FdPortTest, ShutdownFromAnotherOsThreadWakesTheMainThreadsReader) {
   EXPECT_TRUE(a->out.closed());
   EXPECT_TRUE(fd_closed_soon(s[0])) << "the close handed to the main thread never ran";
   EXPECT_EQ(b.in.read_byte(), rkt::eof);
+}
+
+// --- file-stream-port? and file-stream-buffer-mode -----------------------------------
+
+// Racket: file-stream-port? is #t for ports over files, OS pipes and
+// devices (also once closed), #f for sockets' ports and in-memory ports.
+TEST_F(FdPortTest, FileStreamPortPHoldsForFilesPipesAndDevicesNotSockets) {
+  temp_dir dir;
+  rkt::output_port file_out = rkt::open_output_file(dir.file("f"));
+  rkt::input_port file_in = rkt::open_input_file(dir.file("f"));
+  EXPECT_TRUE(rkt::file_stream_port_p(file_out));
+  EXPECT_TRUE(rkt::file_stream_port_p(file_in));
+  std::array<int, 2> fds = raw_pipe();
+  rkt::input_port pipe_in = rkt::make_fd_input_port(fds[0], "os-pipe");
+  rkt::output_port pipe_out = rkt::make_fd_output_port(fds[1], "os-pipe");
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_in));
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_out));
+  rkt::output_port null_out = rkt::open_output_file("/dev/null", rkt::exists_mode::append);
+  EXPECT_TRUE(rkt::file_stream_port_p(null_out));
+  std::pair<side, side> s = connected();
+  EXPECT_FALSE(rkt::file_stream_port_p(s.first.in));
+  EXPECT_FALSE(rkt::file_stream_port_p(s.first.out));
+  auto [mem_in, mem_out] = rkt::make_pipe();
+  EXPECT_FALSE(rkt::file_stream_port_p(mem_in));
+  EXPECT_FALSE(rkt::file_stream_port_p(mem_out));
+  EXPECT_FALSE(rkt::file_stream_port_p(rkt::open_input_bytes("x")));
+  EXPECT_FALSE(rkt::file_stream_port_p(rkt::open_output_bytes()));
+  file_in.close();
+  pipe_out.close();
+  EXPECT_TRUE(rkt::file_stream_port_p(file_in)) << "still a file-stream port once closed";
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_out));
+  file_out.close();
+  pipe_in.close();
+  null_out.close();
+}
+
+// Racket's file-stream-buffer-mode, with its messages.
+TEST_F(FdPortTest, FileStreamBufferModeGetsAndSetsAsRacketDoes) {
+  temp_dir dir;
+  rkt::output_port out = rkt::open_output_file(dir.file("f"));
+  rkt::input_port in = rkt::open_input_file(dir.file("f"));
+  EXPECT_EQ(rkt::file_stream_buffer_mode(out), rkt::buffer_mode::block);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(in), rkt::buffer_mode::block);
+  rkt::file_stream_buffer_mode(out, rkt::buffer_mode::line);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(out), rkt::buffer_mode::line);
+  rkt::file_stream_buffer_mode(in, rkt::buffer_mode::none);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(in), rkt::buffer_mode::none);
+  out.write_bytes("a line\n");
+  EXPECT_EQ(in.read_line(), "a line"s) << "line mode wrote the line out";
+
+  auto line = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(in, rkt::buffer_mode::line); });
+  ASSERT_TRUE(line);
+  EXPECT_EQ(std::string(line->what()),
+            "file-stream-buffer-mode: 'line buffering not supported for an input port\n"
+            "  port: #<input-port:" + dir.file("f") + ">");
+
+  // Ports without a buffer: no mode, and setting one raises.
+  auto [mem_in, mem_out] = rkt::make_pipe();
+  EXPECT_EQ(rkt::file_stream_buffer_mode(mem_in), std::nullopt);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(mem_out), std::nullopt);
+  auto no_in = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(mem_in, rkt::buffer_mode::none); });
+  ASSERT_TRUE(no_in);
+  EXPECT_EQ(std::string(no_in->what()),
+            "file-stream-buffer-mode: buffering not supported for input port\n  mode: 'none\n"
+            "  input port: #<input-port:pipe>");
+  auto no_out = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(mem_out, rkt::buffer_mode::block); });
+  ASSERT_TRUE(no_out);
+  EXPECT_EQ(std::string(no_out->what()),
+            "file-stream-buffer-mode: buffering not supported for output port\n  mode: 'block\n"
+            "  output port: #<output-port:pipe>");
+
+  // Closed ports: exn_fail naming the port.
+  in.close();
+  out.close();
+  auto closed_get = raised<rkt::exn_fail>([&] { rkt::file_stream_buffer_mode(in); });
+  ASSERT_TRUE(closed_get);
+  EXPECT_THAT(closed_get->what(), StartsWith("file-stream-buffer-mode: input port is closed"));
+  auto closed_set =
+      raised<rkt::exn_fail>([&] { rkt::file_stream_buffer_mode(out, rkt::buffer_mode::none); });
+  ASSERT_TRUE(closed_set);
+  EXPECT_THAT(closed_set->what(), StartsWith("file-stream-buffer-mode: output port is closed"));
+}
+
+// --- Closing in a thread that is being killed --------------------------------------
+
+// An RAII guard that closes an fd output port, as server code writes one.
+struct close_on_exit {
+  rkt::output_port out;
+  ~close_on_exit() { out.close(); }
+};
+
+// A green thread whose guard closes an fd output port holding unflushed
+// bytes for a peer that never reads is killed: the close gives the bytes up
+// (as a custodian shutdown does) instead of parking, so kill() returns and
+// the port is closed. Killed while parked elsewhere, and while parked in
+// the write itself.
+TEST_F(FdPortTest, AKilledThreadsGuardClosesAPortToAPeerThatNeverReadsWithoutWaiting) {
+  for (bool in_write : {false, true}) {
+    SCOPED_TRACE(in_write ? "killed in write_bytes" : "killed in sync");
+    std::array<int, 2> s = raw_socketpair();
+    side a = make_side(s[0]);
+    side b = make_side(s[1]);  // never reads
+    const std::size_t total = fill_socket(a.out);
+    ASSERT_GT(total, 0u);
+    rkt::semaphore ready;
+    rkt::thread t = spawn_parked(ready, [&, in_write] {
+      close_on_exit guard{a.out};
+      if (in_write) {
+        a.out.write_bytes(std::string(256 * 1024, 'w'));  // parks: the socket is full
+      } else {
+        a.out.write_bytes(std::string(3000, 'p'));  // buffered: nowhere to go
+        rkt::sync(rkt::never_evt());
+      }
+      ADD_FAILURE() << "the thread went on";
+    });
+    EXPECT_TRUE(t.running());
+    // Killed from another green thread, so that a kill that never returns
+    // fails the test instead of hanging it.
+    rkt::thread killer([t] { t.kill(); });
+    await(killer);
+    EXPECT_FALSE(t.running());
+    EXPECT_TRUE(a.out.closed());
+    EXPECT_FALSE(a.in.closed());
+    // The peer gets what the socket held, then EOF: the rest was given up.
+    rkt::or_eof<std::string> got = sync_within(rkt::read_bytes_evt(total, b.in));
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->size(), total);
+    EXPECT_EQ(got->find_first_of("pw"), std::string::npos);
+    EXPECT_TRUE(rkt::test::at_eof(b.in));
+  }
+}
+
+// The same for a port the dying thread owns alone and drops without a
+// close: the drop gives up its bytes, and the descriptor closes.
+TEST_F(FdPortTest, AKilledThreadDroppingItsOnlyHandleClosesTheDescriptor) {
+  std::array<int, 2> s = raw_socketpair();
+  side b = make_side(s[1]);
+  rkt::semaphore ready;
+  rkt::thread t = spawn_parked(ready, [&] {
+    rkt::output_port out = rkt::make_fd_output_port(s[0], "dying");
+    fill_socket(out);
+    out.write_bytes(std::string(3000, 'p'));
+    rkt::sync(rkt::never_evt());
+  });
+  rkt::thread killer([t] { t.kill(); });
+  await(killer);
+  EXPECT_FALSE(t.running());
+  EXPECT_TRUE(fd_closed_soon(s[0]));
+  EXPECT_TRUE(rkt::test::read_to_eof(b.in).find('p') == std::string::npos);
 }
 
 // --- Descriptor leak cycles ---------------------------------------------------------
