@@ -7,8 +7,9 @@
 // which never blocks, or one that epoll refuses with EPERM, such as
 // /dev/null) is always ready: its link has no io_handle, and its reads and
 // writes never park. Each side reads or writes the descriptor through
-// internal/fd_io.h, per the link's fd_way, so that no call blocks the OS
-// thread and rkt never changes a descriptor's file status flags.
+// internal/fd_io.h, per the link's fd_way, so that a call does not block
+// the OS thread (fd_port.h lists the exceptions) and rkt never changes a
+// descriptor's file status flags.
 //
 // Locking: fd_link::mu guards in/out/sides; it is taken before a side's mu
 // (on_io), never after, so a side calls release() with its own mu released.
@@ -68,8 +69,8 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   io_handle* io() const { return io_.get(); }
 
   // Whether the side should try the fd in direction `dirs` now: always
-  // when `fresh` (and for files); otherwise only if a report came since the
-  // last EAGAIN.
+  // when `fresh` (and without an io_handle); otherwise only if a report
+  // came since the last EAGAIN.
   bool may_try(uint32_t dirs, uint64_t& seen, bool fresh) const {
     if (!io_) return true;
     seen = io_->readiness();
