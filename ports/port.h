@@ -20,10 +20,11 @@
 //
 // Errors: an operation on a closed port raises exn_fail "<who>: input port
 // is closed" (or "output port"), naming the port on the next line, as
-// Racket does (a read or write of zero bytes returns at once instead); a
-// system-call failure raises exn_fail_filesystem (files, pipes) or
-// exn_fail_network (sockets) carrying errno. A thread parked in a read or
-// write method of a port that another thread closes wakes with that error.
+// Racket does; as in Racket too, a read of zero bytes and write_bytes("")
+// return at once instead. A system-call failure raises exn_fail_filesystem
+// (files, pipes) or exn_fail_network (sockets) carrying errno. A thread
+// parked in a read or write method of a port that another thread closes
+// wakes with that error.
 //
 // Closed ports as events, as in Racket: the read events (read_bytes_evt,
 // peek_bytes_evt, read_bytes_avail_evt, read_line_evt, eof_evt) are never
