@@ -6,7 +6,10 @@
 // against a slow reader; EPIPE without SIGPIPE; closing a port under a
 // parked reader; the port events; open_input_file / open_output_file with
 // every exists_mode; custodian shutdown (also from another OS thread, and of
-// a port with unflushed data to a peer that never reads); and thousands of
+// a port with unflushed data to a peer that never reads); read events of a
+// port closed under a parked sync, which keep waiting (Racket);
+// file_stream_port_p and file_stream_buffer_mode; a killed thread whose
+// guard closes a port to a peer that never reads; and thousands of
 // make/close cycles that must not leak a descriptor.
 //
 // No test sleeps to wait for another thread: waits are sync_within / await.
