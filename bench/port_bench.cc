@@ -12,7 +12,12 @@
 //                   raw: non-blocking write(2) until EAGAIN, then read(2)
 //                   into 64 KiB until everything written is read, repeated.
 //   BM_OsPipe/*/C   the same over pipe2(O_NONBLOCK), through
-//                   make_fd_input_port / make_fd_output_port.
+//                   make_fd_input_port / make_fd_output_port (which read
+//                   and write a pipe with preadv2/pwritev2 RWF_NOWAIT and
+//                   block SIGPIPE in the thread around each write, see
+//                   ports/fd_port.h). raw_sigpipe_masked: raw with each
+//                   write(2) between two pthread_sigmask calls that block
+//                   SIGPIPE and restore the mask: what that guard costs.
 //   BM_Pipe/rkt_make_pipe/C   the same through rkt::make_pipe(64 KiB): no
 //                   raw baseline; compare with the fd rows.
 //   BM_ReadLine/*   1 MiB of 64-byte lines read line by line until EOF:
@@ -30,6 +35,8 @@
 // refill, and open_input_bytes's own for rkt_bytes_port).
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -128,15 +135,26 @@ std::string port_transfer(const input_port& in, const output_port& out, std::str
 // The hand-written single-thread loop: write to non-blocking `wfd` until
 // EAGAIN (or done), then read everything written from `rfd`, passing each
 // read to consume(const char*, size_t); repeat.
+// With `mask_sigpipe`, each write runs with SIGPIPE blocked in the thread.
 template <class Consume>
 std::string raw_transfer(int wfd, int rfd, std::string_view chunk, std::size_t total,
-                         std::span<char> buf, Consume&& consume) {
+                         std::span<char> buf, Consume&& consume, bool mask_sigpipe = false) {
+  sigset_t sigpipe_set;
+  sigemptyset(&sigpipe_set);
+  sigaddset(&sigpipe_set, SIGPIPE);
   std::size_t sent = 0;
   std::size_t got = 0;
   while (got < total) {
     while (sent < total) {
       const std::size_t off = sent % chunk.size();
+      sigset_t old;
+      if (mask_sigpipe) ::pthread_sigmask(SIG_BLOCK, &sigpipe_set, &old);
       const ssize_t n = ::write(wfd, chunk.data() + off, chunk.size() - off);
+      if (mask_sigpipe) {
+        const int saved = errno;
+        ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        errno = saved;
+      }
       if (n < 0) {
         if (errno == EAGAIN) break;
         if (errno == EINTR) continue;
@@ -162,11 +180,13 @@ std::string raw_transfer(int wfd, int rfd, std::string_view chunk, std::size_t t
 }
 
 std::string raw_bytes_transfer(int wfd, int rfd, std::string_view chunk, std::size_t total,
-                               std::span<char> buf, bool verify) {
-  return raw_transfer(wfd, rfd, chunk, total, buf,
-                      [&](std::size_t pos, const char* p, std::size_t n) {
-                        return !verify || matches(chunk, pos, p, n);
-                      });
+                               std::span<char> buf, bool verify, bool mask_sigpipe = false) {
+  return raw_transfer(
+      wfd, rfd, chunk, total, buf,
+      [&](std::size_t pos, const char* p, std::size_t n) {
+        return !verify || matches(chunk, pos, p, n);
+      },
+      mask_sigpipe);
 }
 
 // The check pass, then the timed loop, of a byte-transfer benchmark;
@@ -266,7 +286,7 @@ void BM_Socket_rkt_port_unbuffered(benchmark::State& state) {
 // The raw baseline: `open` makes the pair, fd[writer] is written and the
 // other end read.
 void raw_fd_bench(benchmark::State& state, bool (*open)(fd_pair&), const char* what,
-                  int writer) {
+                  int writer, bool mask_sigpipe = false) {
   const std::size_t chunk_size = static_cast<std::size_t>(state.range(0));
   const std::string chunk = make_chunk(chunk_size);
   const std::size_t total = total_for(chunk_size);
@@ -277,7 +297,8 @@ void raw_fd_bench(benchmark::State& state, bool (*open)(fd_pair&), const char* w
     return;
   }
   run_transfer(state, total, [&](bool verify) {
-    return raw_bytes_transfer(fds.fd[writer], fds.fd[1 - writer], chunk, total, buf, verify);
+    return raw_bytes_transfer(fds.fd[writer], fds.fd[1 - writer], chunk, total, buf, verify,
+                              mask_sigpipe);
   });
 }
 
@@ -323,10 +344,17 @@ void BM_OsPipe_rkt_port_unbuffered(benchmark::State& state) {
 }
 
 void BM_OsPipe_raw(benchmark::State& state) { raw_fd_bench(state, open_os_pipe, "pipe2", 1); }
+void BM_OsPipe_raw_sigpipe_masked(benchmark::State& state) {
+  raw_fd_bench(state, open_os_pipe, "pipe2", 1, /*mask_sigpipe=*/true);
+}
 
 BENCHMARK(BM_OsPipe_rkt_port)->Name("BM_OsPipe/rkt_port")->Arg(64)->Arg(65536);
 BENCHMARK(BM_OsPipe_rkt_port_unbuffered)->Name("BM_OsPipe/rkt_port_unbuffered")->Arg(64);
 BENCHMARK(BM_OsPipe_raw)->Name("BM_OsPipe/raw")->Arg(64)->Arg(65536);
+BENCHMARK(BM_OsPipe_raw_sigpipe_masked)
+    ->Name("BM_OsPipe/raw_sigpipe_masked")
+    ->Arg(64)
+    ->Arg(65536);
 
 // ---------------------------------------------------------------------------
 // In-memory pipe.

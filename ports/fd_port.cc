@@ -3,9 +3,13 @@
 // done with it. A readiness report reaches the link (an io_listener), which
 // serves the reads and writes parked on either side.
 //
-// Regular files cannot be waited on (epoll refuses them, and they are
-// always ready), so a file's link has no io_handle and its reads and writes
-// never park.
+// A descriptor that cannot be waited on (a regular file or directory,
+// which never blocks, or one that epoll refuses with EPERM, such as
+// /dev/null) is always ready: its link has no io_handle, and its reads and
+// writes never park. Each side reads or writes the descriptor through
+// internal/fd_io.h, per the link's fd_way, so that a call does not block
+// the OS thread (fd_port.h lists the exceptions) and rkt never changes a
+// descriptor's file status flags.
 //
 // Locking: fd_link::mu guards in/out/sides; it is taken before a side's mu
 // (on_io), never after, so a side calls release() with its own mu released.
@@ -16,7 +20,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,11 +32,14 @@
 #include "evt/exn.h"
 #include "evt/internal/scheduler.h"
 #include "evt/io_handle.h"
+#include "ports/internal/fd_io.h"
 #include "ports/internal/input_core.h"
 #include "ports/internal/output_core.h"
 
 namespace rkt {
 namespace {
+
+using internal::fd_way;
 
 class fd_input;
 class fd_output;
@@ -47,16 +53,24 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
  public:
   enum side : uint8_t { kInput = 1, kOutput = 2 };
 
-  fd_link(int fd, bool socket, node_ref<io_handle> io)
-      : fd_(fd), socket_(socket), io_(std::move(io)) {}
+  // What the descriptor is, and how its sides start reading and writing it.
+  struct kind {
+    bool socket = false;
+    bool fifo = false;  // a pipe or FIFO: writes may raise SIGPIPE
+    fd_way way = fd_way::plain;
+  };
+
+  fd_link(int fd, kind k, node_ref<io_handle> io) : fd_(fd), kind_(k), io_(std::move(io)) {}
 
   int fd() const { return fd_; }
-  bool socket() const { return socket_; }
+  bool socket() const { return kind_.socket; }
+  bool fifo() const { return kind_.fifo; }
+  fd_way way() const { return kind_.way; }
   io_handle* io() const { return io_.get(); }
 
   // Whether the side should try the fd in direction `dirs` now: always
-  // when `fresh` (and for files); otherwise only if a report came since the
-  // last EAGAIN.
+  // when `fresh` (and without an io_handle); otherwise only if a report
+  // came since the last EAGAIN.
   bool may_try(uint32_t dirs, uint64_t& seen, bool fresh) const {
     if (!io_) return true;
     seen = io_->readiness();
@@ -66,13 +80,8 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   // now, and records a yes as readiness.
   bool poll_now(short events) const {
     if (!io_) return true;
-    struct pollfd p {fd_, events, 0};
-    int r;
-    do {
-      r = ::poll(&p, 1, 0);
-    } while (r < 0 && errno == EINTR);
-    if (r <= 0) return false;
-    if ((p.revents & POLLOUT) != 0) io_->assume_ready(internal::kWritable);
+    if (!internal::fd_ready_now(fd_, events)) return false;
+    if ((events & POLLOUT) != 0) io_->assume_ready(internal::kWritable);
     return true;
   }
   // The side saw EAGAIN for `dir` after may_try returned `seen`.
@@ -110,7 +119,7 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
 
  private:
   const int fd_;
-  const bool socket_;
+  const kind kind_;
   const node_ref<io_handle> io_;
   std::mutex mu_;
   fd_input* in_ = nullptr;    // guarded by mu_
@@ -127,7 +136,7 @@ std::exception_ptr fd_error(bool socket, const std::string& what, int error) {
 class fd_input final : public internal::input_core, public managed_resource {
  public:
   fd_input(std::shared_ptr<fd_link> link, std::string name)
-      : input_core(std::move(name), mu_), link_(std::move(link)) {}
+      : input_core(std::move(name), mu_), link_(std::move(link)), way_(link_->way()) {}
   ~fd_input() override {
     close();
     link_->detach(fd_link::kInput);
@@ -173,10 +182,7 @@ class fd_input final : public internal::input_core, public managed_resource {
   fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error, bool fresh) {
     uint64_t seen = 0;
     if (!link_->may_try(kReadReady, seen, fresh)) return fill_status::would_block;
-    ssize_t r;
-    do {
-      r = ::read(link_->fd(), p, len);
-    } while (r < 0 && errno == EINTR);
+    const ssize_t r = internal::fd_read(link_->fd(), way_, p, len);
     if (r > 0) {
       n = static_cast<std::size_t>(r);
       // A short read drained the descriptor: record it as not readable, so
@@ -196,6 +202,7 @@ class fd_input final : public internal::input_core, public managed_resource {
 
   std::mutex mu_;
   const std::shared_ptr<fd_link> link_;
+  fd_way way_;                               // guarded by mu_
   internal::byte_buffer buffer_;             // guarded by mu_
   buffer_mode mode_ = buffer_mode::block;  // guarded by mu_
 };
@@ -203,7 +210,9 @@ class fd_input final : public internal::input_core, public managed_resource {
 class fd_output final : public internal::output_core, public managed_resource {
  public:
   fd_output(std::shared_ptr<fd_link> link, std::string name)
-      : output_core(std::move(name), mu_, buffer_mode::block), link_(std::move(link)) {}
+      : output_core(std::move(name), mu_, buffer_mode::block),
+        link_(std::move(link)),
+        way_(link_->way()) {}
   ~fd_output() override {
     close_without_waiting();
     link_->detach(fd_link::kOutput);
@@ -212,11 +221,8 @@ class fd_output final : public internal::output_core, public managed_resource {
   sink_result sink_write_locked(std::string_view bytes, bool fresh) override {
     uint64_t seen = 0;
     if (!link_->may_try(kWriteReady, seen, fresh)) return {};
-    ssize_t r;
-    do {
-      r = link_->socket() ? ::send(link_->fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL)
-                          : ::write(link_->fd(), bytes.data(), bytes.size());
-    } while (r < 0 && errno == EINTR);
+    const ssize_t r =
+        internal::fd_write(link_->fd(), way_, link_->fifo(), bytes.data(), bytes.size());
     if (r >= 0) return sink_result{static_cast<std::size_t>(r), 0};
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       link_->saw_again(seen, internal::kWritable);
@@ -237,17 +243,6 @@ class fd_output final : public internal::output_core, public managed_resource {
   }
   void after_close() override { link_->release(fd_link::kOutput); }
 
-  // One flush attempt that does not wait, then close: a custodian shutdown
-  // or a dropped handle must not block on a peer that does not read.
-  void close_without_waiting() noexcept {
-    {
-      lock l(*this);
-      int error = 0;
-      if (!closed_locked()) (void)flush_some_locked(error);
-    }
-    close_now();
-  }
-
   void shut_down_by_custodian() noexcept override { close_without_waiting(); }
   std::string describe() const override { return "output port " + name(); }
   fd_link& link() const { return *link_; }
@@ -255,6 +250,7 @@ class fd_output final : public internal::output_core, public managed_resource {
  private:
   std::mutex mu_;
   const std::shared_ptr<fd_link> link_;
+  fd_way way_;  // guarded by mu_
 };
 
 // A report serves only the side whose direction it names: a report of
@@ -272,7 +268,7 @@ void fd_link::release(side s) {
     if ((sides_ & s) == 0) return;
     sides_ &= ~s;
     last = sides_ == 0;
-    if (!last && socket_ && !(s == kOutput && abandoned_output_)) {
+    if (!last && kind_.socket && !(s == kOutput && abandoned_output_)) {
       // Half-close; ENOTCONN (the peer is gone) needs nothing more.
       (void)::shutdown(fd_, s == kInput ? SHUT_RD : SHUT_WR);
     }
@@ -292,55 +288,58 @@ void fd_link::release(side s) {
   }
 }
 
-// A write to an OS pipe whose reader is gone raises SIGPIPE, which kills a
-// process by default; sockets avoid it with MSG_NOSIGNAL, other descriptors
-// need it ignored. Done once, and only while the disposition is the default,
-// so a program's own handler is kept.
-void ignore_sigpipe_once() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction old {};
-    if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
-      ::signal(SIGPIPE, SIG_IGN);
-    }
-  });
-}
+// Who made the descriptor: rkt (a file it opened with O_NONBLOCK, a socket
+// the socket library made non-blocking), or the caller, whose descriptor
+// rkt must leave as it found it.
+enum class origin : uint8_t { rkt, caller };
 
-// Registers a non-blocking `fd` with the reactor (files excepted: `pollable`
-// false) and makes its link. Closes fd and raises when that fails.
-std::shared_ptr<fd_link> register_link(int fd, bool socket, bool pollable, const char* who) {
+// Registers `fd` with the reactor (unless `k` says it never blocks) and makes
+// its link. A descriptor that epoll refuses (EPERM: /dev/null, /dev/zero,
+// ...) has no readiness to wait for: like a file, it is always ready and
+// read and written directly. Closes fd and raises when registration fails
+// otherwise.
+std::shared_ptr<fd_link> register_link(int fd, fd_link::kind k, bool pollable,
+                                       const char* who) {
   node_ref<io_handle> io;
   if (pollable) {
     io = io_handle::create(fd);
-    if (io->error() != 0) {
-      const int e = io->error();
+    if (const int e = io->error(); e == EPERM) {
+      io = node_ref<io_handle>();
+      k.way = fd_way::plain;
+    } else if (e != 0) {
       io = node_ref<io_handle>();
       ::close(fd);
       std::rethrow_exception(
-          fd_error(socket, std::string(who) + ": cannot register descriptor", e));
+          fd_error(k.socket, std::string(who) + ": cannot register descriptor", e));
+    } else {
+      io->assume_ready(internal::kReadable | internal::kWritable);
     }
-    io->assume_ready(internal::kReadable | internal::kWritable);
   }
-  return std::make_shared<fd_link>(fd, socket, std::move(io));
+  return std::make_shared<fd_link>(fd, k, std::move(io));
 }
 
-// The link for any `fd`: finds out what it is and makes it non-blocking.
-// Closes fd and raises when that fails.
-std::shared_ptr<fd_link> make_link(int fd, const char* who) {
+// The link for any `fd`: finds out what it is and how to read and write it
+// without blocking (fd_port.h). Closes fd and raises when that fails.
+std::shared_ptr<fd_link> make_link(int fd, origin from, const char* who) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int e = errno;
     throw exn_fail_filesystem(errno_message(std::string(who) + ": bad file descriptor", e), e);
   }
-  const bool socket = S_ISSOCK(st.st_mode);
-  if (!socket) ignore_sigpipe_once();
-  const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-    const int e = errno;
-    ::close(fd);
-    std::rethrow_exception(fd_error(socket, std::string(who) + ": cannot make non-blocking", e));
+  fd_link::kind k;
+  k.socket = S_ISSOCK(st.st_mode);
+  k.fifo = S_ISFIFO(st.st_mode);
+  const bool pollable = !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+  if (k.socket) {
+    k.way = fd_way::socket;
+  } else if (!pollable || from == origin::rkt) {
+    k.way = fd_way::plain;
+  } else if (k.fifo) {
+    k.way = fd_way::nowait;
+  } else {
+    k.way = fd_way::polled;
   }
-  return register_link(fd, socket, !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode), who);
+  return register_link(fd, k, pollable, who);
 }
 
 template <class Core>
@@ -361,31 +360,41 @@ std::pair<input_port, output_port> both_ports(std::shared_ptr<fd_link> link,
   return {input_port(std::move(in)), output_port(std::move(out))};
 }
 
-}  // namespace
-
-std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const char* who) {
-  return both_ports(make_link(fd, who), name, who);
-}
-
-std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
-                                                                 const char* who) {
-  return both_ports(register_link(fd, /*socket=*/true, /*pollable=*/true, who), name, who);
-}
-
-input_port make_fd_input_port(int fd, std::string name, const char* who) {
-  std::shared_ptr<fd_link> link = make_link(fd, who);
+input_port input_only(int fd, origin from, const std::string& name, const char* who) {
+  std::shared_ptr<fd_link> link = make_link(fd, from, who);
   auto in = make_side<fd_input>(link, name);
   link->attach(in.get(), nullptr);
   current_custodian().manage(in, who);
   return input_port(std::move(in));
 }
 
-output_port make_fd_output_port(int fd, std::string name, const char* who) {
-  std::shared_ptr<fd_link> link = make_link(fd, who);
+output_port output_only(int fd, origin from, const std::string& name, const char* who) {
+  std::shared_ptr<fd_link> link = make_link(fd, from, who);
   auto out = make_side<fd_output>(link, name);
   link->attach(nullptr, out.get());
   current_custodian().manage(out, who);
   return output_port(std::move(out));
+}
+
+}  // namespace
+
+std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const char* who) {
+  return both_ports(make_link(fd, origin::caller, who), name, who);
+}
+
+std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
+                                                                 const char* who) {
+  return both_ports(
+      register_link(fd, fd_link::kind{.socket = true, .way = fd_way::socket}, true, who), name,
+      who);
+}
+
+input_port make_fd_input_port(int fd, std::string name, const char* who) {
+  return input_only(fd, origin::caller, name, who);
+}
+
+output_port make_fd_output_port(int fd, std::string name, const char* who) {
+  return output_only(fd, origin::caller, name, who);
 }
 
 int fd_port_descriptor(const input_port& in) {
@@ -404,6 +413,16 @@ void abandon_port(const output_port& out) {
 }
 
 void abandon_port(const input_port& in) { in.close(); }
+
+bool file_stream_port_p(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  return core != nullptr && !core->link().socket();
+}
+
+bool file_stream_port_p(const output_port& out) {
+  auto* core = dynamic_cast<fd_output*>(out.core().get());
+  return core != nullptr && !core->link().socket();
+}
 
 namespace {
 
@@ -425,8 +444,8 @@ int open_or_raise(const char* who, const char* what, const std::string& path, in
 input_port open_input_file(const std::string& path) {
   const char* who = "open-input-file";
   current_custodian().check_not_shut_down(who);
-  return make_fd_input_port(open_or_raise(who, "cannot open input file", path, O_RDONLY), path,
-                            who);
+  return input_only(open_or_raise(who, "cannot open input file", path, O_RDONLY), origin::rkt,
+                    path, who);
 }
 
 output_port open_output_file(const std::string& path, exists_mode exists) {
@@ -457,8 +476,8 @@ output_port open_output_file(const std::string& path, exists_mode exists) {
       flags |= O_CREAT;
       break;
   }
-  return make_fd_output_port(open_or_raise(who, "cannot open output file", path, flags), path,
-                             who);
+  return output_only(open_or_raise(who, "cannot open output file", path, flags), origin::rkt,
+                     path, who);
 }
 
 }  // namespace rkt

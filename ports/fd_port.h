@@ -1,6 +1,49 @@
-// Ports over file descriptors: sockets, OS pipes and files. The descriptor
-// is made non-blocking and registered once with the calling OS thread's
-// reactor; a read or write that would block parks the green thread.
+// Ports over file descriptors: sockets, OS pipes, terminals, devices and
+// files. The descriptor is registered once with the calling OS thread's
+// reactor; a read or write that would block parks the green thread, never
+// the OS thread (exceptions below).
+//
+// Descriptor flags. rkt never changes the file status flags of a
+// descriptor it did not open: O_NONBLOCK belongs to the open file
+// description, which other processes may share (a terminal, a pipe to
+// `cat`), and nothing could restore it after a kill by a signal. A program
+// that makes ports over its stdin, stdout and stderr leaves them as it found
+// them, while it runs and after it exits. Each read and write is made
+// non-blocking per call instead:
+//   - sockets: recv/send with MSG_DONTWAIT (send adds MSG_NOSIGNAL);
+//   - OS pipes: preadv2/pwritev2 with RWF_NOWAIT; where the kernel refuses
+//     it (named FIFOs, kernels whose pipes lack it) the pipe is read and
+//     written as "anything else";
+//   - anything else that can be waited on (terminals, FIFOs, character
+//     devices): poll(2) with a zero timeout, then read(2) only if it
+//     reported the descriptor readable, and write(2) only if it reported
+//     it writable, of at most 4096 bytes (PIPE_BUF: a pipe that poll calls
+//     writable has that much room);
+//   - regular files, directories, and descriptors epoll refuses (EPERM:
+//     /dev/null, /dev/zero, /dev/urandom, ...): read(2)/write(2) directly.
+//     They cannot be waited on, so they are always ready, under the epoll
+//     and the poll reactor alike: a daemon whose stdout is /dev/null or a
+//     file logs through a port as it would to a terminal.
+// Files opened by open_input_file / open_output_file are rkt's own (opened
+// with O_NONBLOCK) and are read and written directly; so are the sockets
+// of the socket library (make_nonblocking_socket_ports).
+//
+// What can still block the OS thread, on a descriptor another process
+// shares: a polled read whose bytes that process takes between the poll and
+// the read (the read then waits for more bytes or EOF); a polled write
+// that finds less room than it writes, because another writer filled it
+// meanwhile, or because the descriptor is a terminal (whose room poll does
+// not measure) with less than 4096 bytes free. A device that epoll refuses
+// and that does block would block too (poll(2) calls such devices always
+// ready). Regular files on slow storage block as read(2) does.
+//
+// SIGPIPE. A write to a pipe or FIFO whose reader is gone raises EPIPE
+// (exn_fail_filesystem), never SIGPIPE; sockets use MSG_NOSIGNAL. No signal
+// disposition is changed: SIGPIPE is blocked in the writing OS thread for
+// the write, the one the write raised is taken, and the mask restored (a
+// SIGPIPE already pending before the write is left pending). Child
+// processes get the default SIGPIPE. The cost: two pthread_sigmask calls
+// per write(2) to a pipe or FIFO (none for sockets and files).
 //
 // Both ports of one descriptor share it: closing the input port of a socket
 // shuts its reading down, closing the output port flushes and shuts writing
@@ -9,13 +52,14 @@
 //
 // fd ports register with the custodian current when they are made; its
 // shutdown closes them without waiting for a flush to a peer that does not
-// read. Closing happens on the OS thread that made the ports (the reactor's
-// owner): a close from another OS thread is handed to that one, so such a
-// port must not outlive the OS thread that made it.
+// read. So does close() in a green thread that is being killed (see
+// rkt::current_thread_killed): it gives up what one attempt cannot flush,
+// without parking and without raising. Closing happens on the OS thread that
+// made the ports (the reactor's owner): a close from another OS thread is
+// handed to that one, so such a port must not outlive the OS thread that
+// made it.
 //
-// Output ports start in buffer mode block (4096 bytes); writes to a peer
-// that has gone raise exn_fail_network / exn_fail_filesystem with EPIPE, never
-// SIGPIPE.
+// Output ports start in buffer mode block (4096 bytes).
 #ifndef RKT_PORTS_FD_PORT_H_
 #define RKT_PORTS_FD_PORT_H_
 
@@ -27,8 +71,10 @@
 namespace rkt {
 
 // Takes ownership of `fd` (a connected socket, an OS pipe, a terminal, ...)
-// and returns its input and output ports, both named `name`. Errors on a
-// socket raise exn_fail_network, on anything else exn_fail_filesystem.
+// and returns its input and output ports, both named `name`. The
+// descriptor's flags are left as they are (see the top of this file).
+// Errors on a socket raise exn_fail_network, on anything else
+// exn_fail_filesystem.
 // Raises exn_fail_contract "<who>: the custodian has been shut down" (and
 // closes fd) when the current custodian is shut down.
 std::pair<input_port, output_port> make_fd_ports(int fd, std::string name,
@@ -57,6 +103,13 @@ int fd_port_descriptor(const output_port& out);
 // writing down; the peer sees the close when the input port closes too.
 void abandon_port(const output_port& out);
 void abandon_port(const input_port& in);
+
+// Racket's file-stream-port?: true for fd ports over anything but a socket
+// (files, OS pipes, terminals, devices), also once closed; false for
+// sockets' ports (as Racket's TCP and Unix-socket ports) and for ports of
+// other kinds.
+bool file_stream_port_p(const input_port& in);
+bool file_stream_port_p(const output_port& out);
 
 // Racket's open-input-file: raises exn_fail_filesystem naming the path and
 // the errno text when the file cannot be opened.

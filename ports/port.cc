@@ -7,6 +7,7 @@
 
 #include "evt/exn.h"
 #include "evt/sync.h"
+#include "evt/thread.h"
 #include "ports/internal/port_nodes.h"
 
 namespace rkt {
@@ -43,6 +44,19 @@ std::optional<R> run_read(input_core& core, const read_spec& spec, const char* w
   // Parks from under the same lock: one attempt, no re-check.
   node.park_under(l);
   return internal::sync_on_stack<R>(node);
+}
+
+// The mode as Racket prints it in messages.
+std::string mode_name(buffer_mode m) {
+  switch (m) {
+    case buffer_mode::none:
+      return "'none";
+    case buffer_mode::line:
+      return "'line";
+    case buffer_mode::block:
+      return "'block";
+  }
+  return "?";
 }
 
 or_eof<std::size_t> read_avail(input_core& core, std::span<char> buf, std::size_t skip,
@@ -145,13 +159,13 @@ void input_port::set_buffer_mode(buffer_mode mode) const {
   core_->raise_if_closed_locked("file-stream-buffer-mode");
   if (mode == buffer_mode::line) {
     throw exn_fail_contract(
-        "file-stream-buffer-mode: mode not allowed for input port\n  mode: 'line\n  input port: "
+        "file-stream-buffer-mode: 'line buffering not supported for an input port\n  port: "
         "#<input-port:" + core_->name() + ">");
   }
   if (!core_->set_buffer_mode_locked(mode)) {
-    throw exn_fail_contract(
-        "file-stream-buffer-mode: buffering not supported for input port\n  input port: "
-        "#<input-port:" + core_->name() + ">");
+    throw exn_fail_contract("file-stream-buffer-mode: buffering not supported for input port\n"
+                            "  mode: " + mode_name(mode) + "\n  input port: #<input-port:" +
+                            core_->name() + ">");
   }
 }
 
@@ -196,6 +210,7 @@ void output_port::write_byte(uint8_t b) const {
 }
 
 std::size_t output_port::write_bytes(std::string_view bytes) const {
+  if (bytes.empty()) return 0;  // even on a closed port, as in Racket
   output_core::lock l(*core_);
   std::string_view rest = bytes;
   for (;;) {
@@ -251,6 +266,14 @@ void output_port::flush() const {
 }
 
 void output_port::close() const {
+  // A thread being killed does not wait for the sink (a peer that never
+  // reads would keep kill() from returning): it closes as a custodian
+  // shutdown does, dropping what one attempt could not flush, and raises
+  // nothing (it may be running a destructor).
+  if (current_thread_killed()) {
+    core_->close_without_waiting();
+    return;
+  }
   std::exception_ptr flush_error;
   {
     output_core::lock l(*core_);
@@ -261,7 +284,14 @@ void output_port::close() const {
         flush_error = core_->system_error("close-output-port", error);
         break;
       }
-      wait_writable(*core_, l, "close-output-port");
+      try {
+        wait_writable(*core_, l, "close-output-port");
+      } catch (...) {
+        // Killed while waiting (`l` is released): the port still closes,
+        // without the bytes it could not flush.
+        core_->close_now();
+        throw;
+      }
     }
   }
   core_->close_now();
@@ -281,15 +311,26 @@ void output_port::set_buffer_mode(buffer_mode mode) const {
   output_core::lock l(*core_);
   core_->raise_if_closed_locked("file-stream-buffer-mode");
   if (!core_->set_buffer_mode_locked(mode)) {
-    throw exn_fail_contract(
-        "file-stream-buffer-mode: buffering not supported for output port\n  output port: "
-        "#<output-port:" + core_->name() + ">");
+    throw exn_fail_contract("file-stream-buffer-mode: buffering not supported for output port\n"
+                            "  mode: " + mode_name(mode) + "\n  output port: #<output-port:" +
+                            core_->name() + ">");
   }
   // Racket flushes when buffering is turned down.
   int error = 0;
   if (mode != buffer_mode::block && !core_->flush_some_locked(error) && error != 0) {
     raise_write_error(*core_, "file-stream-buffer-mode", error);
   }
+}
+
+std::optional<buffer_mode> file_stream_buffer_mode(const input_port& in) {
+  return in.get_buffer_mode();
+}
+void file_stream_buffer_mode(const input_port& in, buffer_mode mode) { in.set_buffer_mode(mode); }
+std::optional<buffer_mode> file_stream_buffer_mode(const output_port& out) {
+  return out.get_buffer_mode();
+}
+void file_stream_buffer_mode(const output_port& out, buffer_mode mode) {
+  out.set_buffer_mode(mode);
 }
 
 // --- Port events ---

@@ -20,13 +20,20 @@
 //
 // Errors: an operation on a closed port raises exn_fail "<who>: input port
 // is closed" (or "output port"), naming the port on the next line, as
-// Racket does; a system-call failure raises exn_fail_filesystem (files,
-// pipes) or exn_fail_network (sockets) carrying errno. A thread parked in a
-// read or write of a port that another thread closes wakes with that error.
-// Unlike Racket, whose read evts on a closed port never become ready, the
-// port events raise it too.
+// Racket does; as in Racket too, a read of zero bytes and write_bytes("")
+// return at once instead. A system-call failure raises exn_fail_filesystem
+// (files, pipes) or exn_fail_network (sockets) carrying errno. A thread
+// parked in a read or write method of a port that another thread closes
+// wakes with that error.
 //
-// Reference: ../shared/racket/reference/ports.txt.
+// Closed ports as events, as in Racket: the read events (read_bytes_evt,
+// peek_bytes_evt, read_bytes_avail_evt, read_line_evt, eof_evt) are never
+// ready on a closed port, also when the port closes while a sync waits on
+// one, so a choice that holds one waits for its other events; a read of
+// zero bytes is ready with "" (or 0). The port itself and port_closed_evt
+// are ready; write_bytes_avail_evt raises the closed-port error.
+//
+// Semantics: the Racket 8.7 reference, chapter 13 (Input and Output).
 #ifndef RKT_PORTS_PORT_H_
 #define RKT_PORTS_PORT_H_
 
@@ -167,7 +174,8 @@ class output_port {
 // --- Port events (racket/port). Each sync of one of these is a distinct
 // request; the bytes are consumed (or written) only if it is chosen, and
 // they are always contiguous in the port's stream. A read error is raised
-// by the sync that chooses the event.
+// by the sync that chooses the event. On a closed port the read events are
+// never ready (see the top of this file).
 
 // k bytes, fewer only before EOF, or EOF; k == 0 is ready with "".
 evt<or_eof<std::string>> read_bytes_evt(std::size_t k, const input_port& in);
@@ -187,6 +195,17 @@ evt<std::size_t> write_bytes_avail_evt(std::string_view bytes, const output_port
 // Ready once the port is closed.
 evt<void> port_closed_evt(const input_port& in);
 evt<void> port_closed_evt(const output_port& out);
+
+// Racket's file-stream-buffer-mode: the port's buffer mode, or nullopt for a
+// port without one (pipes, byte strings); with a mode, sets it (input ports
+// take none and block). Setting it on a port without a buffer, or line on an
+// input port, raises exn_fail_contract; on a closed port, exn_fail. The
+// same as get_buffer_mode / set_buffer_mode. (file_stream_port_p is in
+// fd_port.h.)
+std::optional<buffer_mode> file_stream_buffer_mode(const input_port& in);
+void file_stream_buffer_mode(const input_port& in, buffer_mode mode);
+std::optional<buffer_mode> file_stream_buffer_mode(const output_port& out);
+void file_stream_buffer_mode(const output_port& out, buffer_mode mode);
 
 }  // namespace rkt
 

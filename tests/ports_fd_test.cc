@@ -6,7 +6,10 @@
 // against a slow reader; EPIPE without SIGPIPE; closing a port under a
 // parked reader; the port events; open_input_file / open_output_file with
 // every exists_mode; custodian shutdown (also from another OS thread, and of
-// a port with unflushed data to a peer that never reads); and thousands of
+// a port with unflushed data to a peer that never reads); read events of a
+// port closed under a parked sync, which keep waiting (Racket);
+// file_stream_port_p and file_stream_buffer_mode; a killed thread whose
+// guard closes a port to a peer that never reads; and thousands of
 // make/close cycles that must not leak a descriptor.
 //
 // No test sleeps to wait for another thread: waits are sync_within / await.
@@ -41,14 +44,18 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "custodian/custodian.h"
+#include "evt/alarm.h"
 #include "evt/exn.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "ports/bytes_port.h"
+#include "ports/pipe.h"
 #include "ports/port.h"
 #include "tests/testing/fd_leak_check.h"
 #include "tests/testing/green_threads.h"
@@ -577,10 +584,6 @@ TEST_F(FdPortTest, ClosingAnInputPortWakesAThreadParkedReadingIt) {
          char buf[8];
          in.read_bytes_avail(buf);
        }},
-      {"sync(read_bytes_evt)",
-       [](const rkt::input_port& in) { rkt::sync(rkt::read_bytes_evt(10, in)); }},
-      {"sync(read_line_evt)",
-       [](const rkt::input_port& in) { rkt::sync(rkt::read_line_evt(in)); }},
   };
   for (const op& o : ops) {
     SCOPED_TRACE(o.name);
@@ -603,6 +606,75 @@ TEST_F(FdPortTest, ClosingAnInputPortWakesAThreadParkedReadingIt) {
     EXPECT_FALSE(returned);
     EXPECT_THAT(error, HasSubstr("input port is closed"));
   }
+}
+
+// Racket: a port event on a closed port is never ready, so a sync parked on
+// a read event of a port that gets closed keeps waiting for its other
+// events (here a semaphore posted after the close), on a socket and on an
+// OS pipe.
+TEST_F(FdPortTest, ASyncParkedOnAReadEventKeepsWaitingWhenThePortIsClosed) {
+  struct op {
+    const char* name;
+    std::function<rkt::evt<std::string>(const rkt::input_port&)> make;
+  };
+  auto as_read = [](auto e) {
+    return rkt::wrap_evt(std::move(e), [](auto&&...) { return std::string("read"); });
+  };
+  const std::vector<op> ops = {
+      {"read_line_evt", [&](const rkt::input_port& in) { return as_read(rkt::read_line_evt(in)); }},
+      {"read_bytes_evt",
+       [&](const rkt::input_port& in) { return as_read(rkt::read_bytes_evt(10, in)); }},
+      {"peek_bytes_evt",
+       [&](const rkt::input_port& in) { return as_read(rkt::peek_bytes_evt(2, 1, in)); }},
+      {"eof_evt", [&](const rkt::input_port& in) { return as_read(rkt::eof_evt(in)); }},
+  };
+  for (const op& o : ops) {
+    for (bool pipe : {false, true}) {
+      SCOPED_TRACE(std::string(o.name) + (pipe ? " on an OS pipe" : " on a socket"));
+      std::optional<rkt::input_port> in;
+      std::optional<rkt::output_port> out;
+      if (pipe) {
+        std::array<int, 2> fds = raw_pipe();
+        in.emplace(rkt::make_fd_input_port(fds[0], "os-pipe"));
+        out.emplace(rkt::make_fd_output_port(fds[1], "os-pipe"));
+      } else {
+        std::array<int, 2> s = raw_socketpair();
+        in.emplace(rkt::make_fd_ports(s[0], "socketpair").first);
+        out.emplace(rkt::make_fd_ports(s[1], "socketpair").second);
+      }
+      out->write_bytes("x");  // a line, or 10 bytes, or EOF never comes
+      out->flush();
+      rkt::semaphore other;
+      std::string got;
+      rkt::semaphore ready;
+      rkt::thread t = spawn_parked(ready, [&] {
+        got = rkt::sync(o.make(*in), rkt::wrap_evt(other, [] { return std::string("other"); }));
+      });
+      in->close();
+      rkt::yield();
+      EXPECT_TRUE(t.running()) << "the sync returned when the port closed";
+      other.post();
+      await(t);
+      EXPECT_EQ(got, "other");
+      // The blocking read still raises.
+      auto e = raised<rkt::exn_fail>([&] { in->read_line(); });
+      ASSERT_TRUE(e);
+      EXPECT_THAT(e->what(), StartsWith("read-line: input port is closed"));
+      out->close();
+    }
+  }
+}
+
+// A choice of a closed fd port's read event and an alarm returns the alarm.
+TEST_F(FdPortTest, AChoiceOfAClosedPortsEventAndAnAlarmReturnsTheAlarm) {
+  std::pair<side, side> p = connected();
+  p.first.in.close();
+  const std::optional<std::string> r = rkt::sync_timeout(
+      rkt::test::kHangBound,
+      rkt::wrap_evt(rkt::read_line_evt(p.first.in), [](auto&&) { return std::string("read"); }),
+      rkt::wrap_evt(rkt::alarm_evt(absl::Now() + absl::Milliseconds(5)),
+                    [] { return std::string("alarm"); }));
+  EXPECT_EQ(r, "alarm");
 }
 
 TEST_F(FdPortTest, ClosingAnInputPortWakesAReaderWithPartialData) {
@@ -1064,6 +1136,158 @@ TEST_F(FdPortTest, ShutdownFromAnotherOsThreadWakesTheMainThreadsReader) {
   EXPECT_TRUE(a->out.closed());
   EXPECT_TRUE(fd_closed_soon(s[0])) << "the close handed to the main thread never ran";
   EXPECT_EQ(b.in.read_byte(), rkt::eof);
+}
+
+// --- file-stream-port? and file-stream-buffer-mode -----------------------------------
+
+// Racket: file-stream-port? is #t for ports over files, OS pipes and
+// devices (also once closed), #f for sockets' ports and in-memory ports.
+TEST_F(FdPortTest, FileStreamPortPHoldsForFilesPipesAndDevicesNotSockets) {
+  temp_dir dir;
+  rkt::output_port file_out = rkt::open_output_file(dir.file("f"));
+  rkt::input_port file_in = rkt::open_input_file(dir.file("f"));
+  EXPECT_TRUE(rkt::file_stream_port_p(file_out));
+  EXPECT_TRUE(rkt::file_stream_port_p(file_in));
+  std::array<int, 2> fds = raw_pipe();
+  rkt::input_port pipe_in = rkt::make_fd_input_port(fds[0], "os-pipe");
+  rkt::output_port pipe_out = rkt::make_fd_output_port(fds[1], "os-pipe");
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_in));
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_out));
+  rkt::output_port null_out = rkt::open_output_file("/dev/null", rkt::exists_mode::append);
+  EXPECT_TRUE(rkt::file_stream_port_p(null_out));
+  std::pair<side, side> s = connected();
+  EXPECT_FALSE(rkt::file_stream_port_p(s.first.in));
+  EXPECT_FALSE(rkt::file_stream_port_p(s.first.out));
+  auto [mem_in, mem_out] = rkt::make_pipe();
+  EXPECT_FALSE(rkt::file_stream_port_p(mem_in));
+  EXPECT_FALSE(rkt::file_stream_port_p(mem_out));
+  EXPECT_FALSE(rkt::file_stream_port_p(rkt::open_input_bytes("x")));
+  EXPECT_FALSE(rkt::file_stream_port_p(rkt::open_output_bytes()));
+  file_in.close();
+  pipe_out.close();
+  EXPECT_TRUE(rkt::file_stream_port_p(file_in)) << "still a file-stream port once closed";
+  EXPECT_TRUE(rkt::file_stream_port_p(pipe_out));
+  file_out.close();
+  pipe_in.close();
+  null_out.close();
+}
+
+// Racket's file-stream-buffer-mode, with its messages.
+TEST_F(FdPortTest, FileStreamBufferModeGetsAndSetsAsRacketDoes) {
+  temp_dir dir;
+  rkt::output_port out = rkt::open_output_file(dir.file("f"));
+  rkt::input_port in = rkt::open_input_file(dir.file("f"));
+  EXPECT_EQ(rkt::file_stream_buffer_mode(out), rkt::buffer_mode::block);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(in), rkt::buffer_mode::block);
+  rkt::file_stream_buffer_mode(out, rkt::buffer_mode::line);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(out), rkt::buffer_mode::line);
+  rkt::file_stream_buffer_mode(in, rkt::buffer_mode::none);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(in), rkt::buffer_mode::none);
+  out.write_bytes("a line\n");
+  EXPECT_EQ(in.read_line(), "a line"s) << "line mode wrote the line out";
+
+  auto line = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(in, rkt::buffer_mode::line); });
+  ASSERT_TRUE(line);
+  EXPECT_EQ(std::string(line->what()),
+            "file-stream-buffer-mode: 'line buffering not supported for an input port\n"
+            "  port: #<input-port:" + dir.file("f") + ">");
+
+  // Ports without a buffer: no mode, and setting one raises.
+  auto [mem_in, mem_out] = rkt::make_pipe();
+  EXPECT_EQ(rkt::file_stream_buffer_mode(mem_in), std::nullopt);
+  EXPECT_EQ(rkt::file_stream_buffer_mode(mem_out), std::nullopt);
+  auto no_in = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(mem_in, rkt::buffer_mode::none); });
+  ASSERT_TRUE(no_in);
+  EXPECT_EQ(std::string(no_in->what()),
+            "file-stream-buffer-mode: buffering not supported for input port\n  mode: 'none\n"
+            "  input port: #<input-port:pipe>");
+  auto no_out = raised<rkt::exn_fail_contract>(
+      [&] { rkt::file_stream_buffer_mode(mem_out, rkt::buffer_mode::block); });
+  ASSERT_TRUE(no_out);
+  EXPECT_EQ(std::string(no_out->what()),
+            "file-stream-buffer-mode: buffering not supported for output port\n  mode: 'block\n"
+            "  output port: #<output-port:pipe>");
+
+  // Closed ports: exn_fail naming the port.
+  in.close();
+  out.close();
+  auto closed_get = raised<rkt::exn_fail>([&] { rkt::file_stream_buffer_mode(in); });
+  ASSERT_TRUE(closed_get);
+  EXPECT_THAT(closed_get->what(), StartsWith("file-stream-buffer-mode: input port is closed"));
+  auto closed_set =
+      raised<rkt::exn_fail>([&] { rkt::file_stream_buffer_mode(out, rkt::buffer_mode::none); });
+  ASSERT_TRUE(closed_set);
+  EXPECT_THAT(closed_set->what(), StartsWith("file-stream-buffer-mode: output port is closed"));
+}
+
+// --- Closing in a thread that is being killed --------------------------------------
+
+// An RAII guard that closes an fd output port, as server code writes one.
+struct close_on_exit {
+  rkt::output_port out;
+  ~close_on_exit() { out.close(); }
+};
+
+// A green thread whose guard closes an fd output port holding unflushed
+// bytes for a peer that never reads is killed: the close gives the bytes up
+// (as a custodian shutdown does) instead of parking, so kill() returns and
+// the port is closed. Killed while parked elsewhere, and while parked in
+// the write itself.
+TEST_F(FdPortTest, AKilledThreadsGuardClosesAPortToAPeerThatNeverReadsWithoutWaiting) {
+  for (bool in_write : {false, true}) {
+    SCOPED_TRACE(in_write ? "killed in write_bytes" : "killed in sync");
+    std::array<int, 2> s = raw_socketpair();
+    side a = make_side(s[0]);
+    side b = make_side(s[1]);  // never reads
+    const std::size_t total = fill_socket(a.out);
+    ASSERT_GT(total, 0u);
+    rkt::semaphore ready;
+    rkt::thread t = spawn_parked(ready, [&, in_write] {
+      close_on_exit guard{a.out};
+      if (in_write) {
+        a.out.write_bytes(std::string(256 * 1024, 'w'));  // parks: the socket is full
+      } else {
+        a.out.write_bytes(std::string(3000, 'p'));  // buffered: nowhere to go
+        rkt::sync(rkt::never_evt());
+      }
+      ADD_FAILURE() << "the thread went on";
+    });
+    EXPECT_TRUE(t.running());
+    // Killed from another green thread, so that a kill that never returns
+    // fails the test instead of hanging it.
+    rkt::thread killer([t] { t.kill(); });
+    await(killer);
+    EXPECT_FALSE(t.running());
+    EXPECT_TRUE(a.out.closed());
+    EXPECT_FALSE(a.in.closed());
+    // The peer gets what the socket held, then EOF: the rest was given up.
+    rkt::or_eof<std::string> got = sync_within(rkt::read_bytes_evt(total, b.in));
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(got->size(), total);
+    EXPECT_EQ(got->find_first_of("pw"), std::string::npos);
+    EXPECT_TRUE(rkt::test::at_eof(b.in));
+  }
+}
+
+// The same for a port the dying thread owns alone and drops without a
+// close: the drop gives up its bytes, and the descriptor closes.
+TEST_F(FdPortTest, AKilledThreadDroppingItsOnlyHandleClosesTheDescriptor) {
+  std::array<int, 2> s = raw_socketpair();
+  side b = make_side(s[1]);
+  rkt::semaphore ready;
+  rkt::thread t = spawn_parked(ready, [&] {
+    rkt::output_port out = rkt::make_fd_output_port(s[0], "dying");
+    fill_socket(out);
+    out.write_bytes(std::string(3000, 'p'));
+    rkt::sync(rkt::never_evt());
+  });
+  rkt::thread killer([t] { t.kill(); });
+  await(killer);
+  EXPECT_FALSE(t.running());
+  EXPECT_TRUE(fd_closed_soon(s[0]));
+  EXPECT_TRUE(rkt::test::read_to_eof(b.in).find('p') == std::string::npos);
 }
 
 // --- Descriptor leak cycles ---------------------------------------------------------

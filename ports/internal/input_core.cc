@@ -34,8 +34,15 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
   const read_spec& spec = req.spec();
   for (;;) {
     if (closed_) {
+      // The port itself is ready (a read would not block: it raises); so
+      // is a read of zero bytes. Port events never are; methods raise.
+      const bool nothing_wanted =
+          (spec.what == read_spec::op::avail || spec.what == read_spec::op::exact) &&
+          spec.want == 0;
+      const bool ready = spec.what == read_spec::op::ready || nothing_wanted;
+      if (!ready && req.port_event()) return attempt::not_ready;
       if (!c.claim()) return attempt::lost;
-      if (spec.what == read_spec::op::ready) {
+      if (ready) {
         req.deliver(c.slot(), read_outcome{false, {}});
       } else {
         c.slot().set_exception(closed_error(req.who()));

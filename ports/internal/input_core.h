@@ -14,6 +14,8 @@
 //     the last attempt; any change to the buffer, eof_pending_,
 //     error_pending_ or closed_ is followed by serve_locked().
 //   - A read consumes bytes only after its claim succeeded.
+//   - Once closed_, readers_ holds only port events, which wait there until
+//     their sync commits elsewhere (they are never ready).
 #ifndef RKT_PORTS_INTERNAL_INPUT_CORE_H_
 #define RKT_PORTS_INTERNAL_INPUT_CORE_H_
 
@@ -43,11 +45,17 @@ struct read_outcome {
 };
 
 // A read that may park: the event node behind it. `who` names it in errors.
+// A port event (read_bytes_evt, eof_evt, ...: `port_event`) is never ready
+// on a closed port, as in Racket, so that a sync holding it keeps waiting
+// for its other events; a method's read raises the closed-port error
+// instead. Reads of zero bytes complete on a closed port too (Racket).
 class read_request {
  public:
-  read_request(read_spec spec, const char* who) : spec_(spec), who_(who) {}
+  read_request(read_spec spec, const char* who, bool port_event)
+      : spec_(spec), who_(who), port_event_(port_event) {}
   const read_spec& spec() const { return spec_; }
   const char* who() const { return who_; }
+  bool port_event() const { return port_event_; }
   // Stores the typed result of `o` into `slot`.
   virtual void deliver(result_slot& slot, const read_outcome& o) const = 0;
   // Where an avail read copies its bytes, if it has such a place (sources
@@ -60,6 +68,7 @@ class read_request {
  private:
   const read_spec spec_;
   const char* const who_;
+  const bool port_event_;
 };
 
 class input_core {

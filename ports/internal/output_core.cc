@@ -150,6 +150,15 @@ bool output_core::close_now() {
   return true;
 }
 
+void output_core::close_without_waiting() noexcept {
+  {
+    lock l(*this);
+    int error = 0;
+    if (!closed_) (void)flush_some_locked(error);
+  }
+  close_now();
+}
+
 bool output_core::closed() const {
   std::lock_guard<std::mutex> g(mu_);
   return closed_;

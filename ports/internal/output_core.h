@@ -113,13 +113,22 @@ class output_core {
   // Closes the port without flushing (idempotent): parked writes fail,
   // port_closed_evt fires. Takes mu; returns whether this call closed it.
   bool close_now();
+  // One flush attempt that does not wait, then close_now(): what a custodian
+  // shutdown, a dropped fd port and a close in a dying thread do, so that
+  // none of them waits for a peer that does not read. A flush error is
+  // dropped with the bytes. Takes mu.
+  void close_without_waiting() noexcept;
   bool closed() const;
   evt<void> closed_evt() const;
 
   class lock {
    public:
     explicit lock(output_core& c) : c_(c), l_(c.mu()) {}
-    ~lock() { c_.settle_locked(); }
+    // Settles only if the region still holds mu: an exception raised while
+    // a write was parked (a kill) leaves it released.
+    ~lock() {
+      if (l_.owns_lock()) c_.settle_locked();
+    }
     lock(const lock&) = delete;
     lock& operator=(const lock&) = delete;
     std::unique_lock<std::mutex>& guard() { return l_; }

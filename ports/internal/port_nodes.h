@@ -23,11 +23,15 @@ namespace rkt::internal {
 template <class R>
 class read_node final : public base_evt<R>, public read_request {
  public:
-  // `keep` holds the port for an event node; a node on a method's stack
-  // passes nullptr (the method holds it).
+  // `keep` holds the port for an event node (a port event: never ready on
+  // a closed port); a node on a method's stack passes nullptr (the method
+  // holds the port, and its read raises on a closed port).
   read_node(std::shared_ptr<input_core> keep, input_core& core, read_spec spec, const char* who,
             char* dst = nullptr)
-      : read_request(spec, who), keep_(std::move(keep)), core_(core), dst_(dst) {}
+      : read_request(spec, who, /*port_event=*/keep != nullptr),
+        keep_(std::move(keep)),
+        core_(core),
+        dst_(dst) {}
 
   bool try_sync(self_ref& self) override {
     if (std::exchange(skip_poll_, false)) return false;
