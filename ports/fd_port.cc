@@ -14,8 +14,9 @@
 // Locking: fd_link::mu guards in/out/sides; it is taken before a side's mu
 // (on_io), never after, so a side calls release() with its own mu released.
 // The io_handle and the descriptor are closed on the reactor's owner thread
-// (scheduler::post), so a report never reaches a closed handle and the
-// descriptor number is not reused while the reactor still knows it.
+// (io_handle::close_from_any_thread), so a report never reaches a closed
+// handle and the descriptor number is not reused while the reactor still
+// knows it.
 #include "ports/fd_port.h"
 
 #include <fcntl.h>
@@ -30,7 +31,6 @@
 #include "custodian/custodian.h"
 #include "custodian/managed.h"
 #include "evt/exn.h"
-#include "evt/internal/scheduler.h"
 #include "evt/io_handle.h"
 #include "ports/internal/fd_io.h"
 #include "ports/internal/input_core.h"
@@ -88,6 +88,9 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   void saw_again(uint64_t seen, uint32_t dir) const {
     if (io_) io_->consume(seen, dir);
   }
+  // The OS thread whose reactor watched the descriptor has exited: nothing
+  // will report it ready again, so a side that would wait fails instead.
+  bool owner_exited() const { return io_ && io_->owner_exited(); }
 
   // Attaches the sides (the constructor of make_fd_ports, before any report).
   void attach(fd_input* in, fd_output* out) {
@@ -128,9 +131,21 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   bool abandoned_output_ = false;  // guarded by mu_
 };
 
+// Not an errno: the "error" of a side that would wait on a descriptor
+// whose OS thread has exited (fd_port.h, "OS threads").
+constexpr int kOwnerExited = -1;
+
 std::exception_ptr fd_error(bool socket, const std::string& what, int error) {
   if (socket) return std::make_exception_ptr(exn_fail_network(errno_message(what, error), error));
   return std::make_exception_ptr(exn_fail_filesystem(errno_message(what, error), error));
+}
+
+std::exception_ptr owner_exited_error(const char* who, const std::string& name) {
+  return std::make_exception_ptr(
+      exn_fail_contract(std::string(who) +
+                        ": the OS thread that made the port has exited, so it cannot wait\n"
+                        "  port: " +
+                        name));
 }
 
 class fd_input final : public internal::input_core, public managed_resource {
@@ -161,6 +176,7 @@ class fd_input final : public internal::input_core, public managed_resource {
   }
 
   std::exception_ptr system_error(const char* who, int error) const override {
+    if (error == kOwnerExited) return owner_exited_error(who, name());
     return fd_error(link_->socket(),
                     std::string(who) + ": error reading from stream port\n  port: " + name(),
                     error);
@@ -193,6 +209,10 @@ class fd_input final : public internal::input_core, public managed_resource {
     }
     if (r == 0) return fill_status::eof;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (link_->owner_exited()) {
+        error = kOwnerExited;
+        return fill_status::error;
+      }
       link_->saw_again(seen, internal::kReadable);
       return fill_status::would_block;
     }
@@ -225,6 +245,7 @@ class fd_output final : public internal::output_core, public managed_resource {
         internal::fd_write(link_->fd(), way_, link_->fifo(), bytes.data(), bytes.size());
     if (r >= 0) return sink_result{static_cast<std::size_t>(r), 0};
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (link_->owner_exited()) return sink_result{0, kOwnerExited};
       link_->saw_again(seen, internal::kWritable);
       return {};
     }
@@ -237,6 +258,7 @@ class fd_output final : public internal::output_core, public managed_resource {
     return fresh && link_->poll_now(POLLOUT);
   }
   std::exception_ptr system_error(const char* who, int error) const override {
+    if (error == kOwnerExited) return owner_exited_error(who, name());
     return fd_error(link_->socket(),
                     std::string(who) + ": error writing to stream port\n  port: " + name(),
                     error);
@@ -274,17 +296,13 @@ void fd_link::release(side s) {
     }
   }
   if (!last) return;
-  auto close_all = [self = shared_from_this()] {
-    if (self->io_) {
-      self->io_->set_listener(nullptr);
-      self->io_->close();
-    }
-    ::close(self->fd_);
-  };
   if (io_) {
-    io_->owner().post(std::move(close_all));
+    // The handle closes on its owner thread before the descriptor does, so
+    // the reactor never watches a closed (or reused) number; the link lives
+    // until then, since the handle's listener points at it.
+    io_->close_from_any_thread([self = shared_from_this()] { ::close(self->fd_); });
   } else {
-    close_all();
+    ::close(fd_);
   }
 }
 

@@ -54,10 +54,20 @@
 // shutdown closes them without waiting for a flush to a peer that does not
 // read. So does close() in a green thread that is being killed (see
 // rkt::current_thread_killed): it gives up what one attempt cannot flush,
-// without parking and without raising. Closing happens on the OS thread that
-// made the ports (the reactor's owner): a close from another OS thread is
-// handed to that one, so such a port must not outlive the OS thread that
-// made it.
+// without parking and without raising.
+//
+// OS threads. An fd port may be used from any OS thread, but the descriptor
+// is watched by the reactor of the OS thread that made the port, and a
+// close from elsewhere is handed to that thread (an idle loop runs it).
+// Once that OS thread has exited, the port keeps working as far as it can
+// without waiting: reads of what has arrived, writes that fit, flushes,
+// close (which then closes the descriptor at once) and custodian shutdown
+// all work, and nothing touches freed memory. An operation that would have
+// to wait for readiness raises exn_fail_contract instead ("<who>: the OS
+// thread that made the port has exited, so it cannot wait"), and so does a
+// read or write parked on it when that thread exits; bytes read before are
+// delivered first. Ports over descriptors that are always ready (files,
+// /dev/null) are not affected.
 //
 // Output ports start in buffer mode block (4096 bytes).
 #ifndef RKT_PORTS_FD_PORT_H_

@@ -49,6 +49,7 @@
 #include "custodian/custodian.h"
 #include "evt/alarm.h"
 #include "evt/exn.h"
+#include "evt/channel.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
@@ -1328,6 +1329,70 @@ TEST_F(FdPortTest, ThousandsOfDroppedPortPairsLeakNoDescriptor) {
   }
   rkt::yield();
   EXPECT_THAT(fds.leaked(), ::testing::IsEmpty()) << fds.describe(fds.leaked());
+}
+
+// ---------------------------------------------------------------------------
+// An fd port whose OS thread has exited (fd_port.h, "OS threads"): what
+// needs no wait works, what would wait raises exn_fail_contract, and
+// nothing touches the exited thread's scheduler (ASan checks that).
+
+TEST_F(FdPortTest, APortWhoseOsThreadExitedWorksUntilItWouldWait) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  std::optional<std::pair<rkt::input_port, rkt::output_port>> ports;
+  std::jthread maker = start_os_thread([&] { ports = rkt::make_fd_ports(fds[0], "orphan"); });
+  maker.join();
+  auto& [in, out] = *ports;
+
+  out.write_bytes("hello\n");
+  out.flush();
+  char buf[16];
+  ASSERT_EQ(::read(fds[1], buf, sizeof buf), 6);
+  EXPECT_EQ(std::string(buf, 6), "hello\n");
+
+  ASSERT_EQ(::write(fds[1], "abc\n", 4), 4);
+  EXPECT_EQ(in.read_line(), "abc");
+
+  std::optional<rkt::exn_fail_contract> e =
+      raised<rkt::exn_fail_contract>([&] { in.read_line(); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_STREQ(e->what(),
+               "read-line: the OS thread that made the port has exited, so it cannot wait\n"
+               "  port: orphan");
+
+  in.close();
+  out.close();
+  EXPECT_FALSE(fd_open(fds[0])) << "closing the ports did not close the descriptor";
+  ::close(fds[1]);
+}
+
+TEST_F(FdPortTest, AReadParkedWhenThePortsOsThreadExitsRaises) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  rkt::channel<rkt::input_port> handed;
+  rkt::semaphore go;
+  std::jthread maker = start_os_thread([&] {
+    auto [in, out] = rkt::make_fd_ports(fds[0], "orphan");
+    handed.put(in);
+    sync_within(go);
+  });
+  rkt::input_port in = sync_within(handed);
+  std::string raised_text;
+  rkt::semaphore ready;
+  rkt::thread reader = spawn_parked(ready, [&] {
+    try {
+      in.read_line();
+    } catch (const rkt::exn_fail_contract& e) {
+      raised_text = e.what();
+    }
+  });
+  go.post();
+  maker.join();  // the maker's scheduler closes its handles as it goes
+  await(reader);
+  EXPECT_THAT(raised_text, HasSubstr("the OS thread that made the port has exited"));
+  in.close();
+  EXPECT_FALSE(fd_open(fds[0]));
+  ::close(fds[1]);
 }
 
 }  // namespace

@@ -877,13 +877,15 @@ TEST_F(TcpTest, AcceptingUnderAShutDownCustodianLeavesTheConnectionForAnotherAcc
   };
   auto idle = raised<rkt::exn_fail_contract>(accept_under_dead);
   ASSERT_TRUE(idle) << "with nothing waiting, the accept raises instead of parking";
-  EXPECT_EQ(std::string(idle->what()), "tcp_accept: the custodian has been shut down");
+  EXPECT_EQ(std::string(idle->what()),
+            "tcp_accept: the custodian has been shut down\n  custodian: #<custodian>");
 
   conn client = connect_to("127.0.0.1", port_of(l));
   ASSERT_TRUE(rkt::tcp_accept_ready(l));
   auto blocking = raised<rkt::exn_fail_contract>(accept_under_dead);
   ASSERT_TRUE(blocking);
-  EXPECT_EQ(std::string(blocking->what()), "tcp_accept: the custodian has been shut down");
+  EXPECT_EQ(std::string(blocking->what()),
+            "tcp_accept: the custodian has been shut down\n  custodian: #<custodian>");
   std::optional<rkt::evt<port_pair>> e;
   {
     rkt::custodian_scope in(dead);
@@ -891,7 +893,8 @@ TEST_F(TcpTest, AcceptingUnderAShutDownCustodianLeavesTheConnectionForAnotherAcc
   }
   auto from_evt = raised<rkt::exn_fail_contract>([&] { sync_within(*e); });
   ASSERT_TRUE(from_evt);
-  EXPECT_EQ(std::string(from_evt->what()), "tcp_accept_evt: the custodian has been shut down");
+  EXPECT_EQ(std::string(from_evt->what()),
+            "tcp_accept_evt: the custodian has been shut down\n  custodian: #<custodian>");
   EXPECT_TRUE(rkt::tcp_accept_ready(l)) << "the connection left the queue";
 
   conn server = accept_from(l);

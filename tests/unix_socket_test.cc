@@ -1080,13 +1080,15 @@ TEST_F(UnixSocketTest, AcceptingUnderAShutDownCustodianLeavesTheConnectionForAno
   };
   auto idle = raised<rkt::exn_fail_contract>(accept_under_dead);
   ASSERT_TRUE(idle) << "with nothing waiting, the accept raises instead of parking";
-  EXPECT_EQ(std::string(idle->what()), "unix_socket_accept: the custodian has been shut down");
+  EXPECT_EQ(std::string(idle->what()),
+            "unix_socket_accept: the custodian has been shut down\n  custodian: #<custodian>");
 
   side client = connect_to(p);
   ASSERT_TRUE(ready_now(l));
   auto blocking = raised<rkt::exn_fail_contract>(accept_under_dead);
   ASSERT_TRUE(blocking);
-  EXPECT_EQ(std::string(blocking->what()), "unix_socket_accept: the custodian has been shut down");
+  EXPECT_EQ(std::string(blocking->what()),
+            "unix_socket_accept: the custodian has been shut down\n  custodian: #<custodian>");
   std::optional<rkt::evt<port_pair>> e;
   {
     rkt::custodian_scope in(dead);
@@ -1095,7 +1097,8 @@ TEST_F(UnixSocketTest, AcceptingUnderAShutDownCustodianLeavesTheConnectionForAno
   auto from_evt = raised<rkt::exn_fail_contract>([&] { sync_within(*e); });
   ASSERT_TRUE(from_evt);
   EXPECT_EQ(std::string(from_evt->what()),
-            "unix_socket_accept_evt: the custodian has been shut down");
+            "unix_socket_accept_evt: the custodian has been shut down\n"
+            "  custodian: #<custodian>");
   EXPECT_TRUE(ready_now(l)) << "the connection left the queue";
 
   side server = accept_bounded(l);  // under the live current custodian
@@ -1514,6 +1517,37 @@ TEST_F(UnixSocketTest, RepeatedCyclesLeakNoDescriptorAndLeaveNoCustodianBehind) 
   EXPECT_THAT(fds.leaked(), IsEmpty()) << fds.describe(fds.leaked());
   EXPECT_TRUE(rkt::custodian::root().children().empty());
   EXPECT_EQ(dir.entries(), 0u);
+}
+
+// --- A listener whose OS thread has exited ----------------------------------
+
+// Its reactor is gone: a connection already queued is still accepted, the
+// listener event is ready, and an accept that would wait raises
+// exn_fail_contract; close still closes the descriptor (ASan checks that
+// nothing touches the exited thread's scheduler).
+TEST_F(UnixSocketTest, AListenerWhoseOsThreadExitedAcceptsWhatIsQueuedThenRaises) {
+  temp_dir dir;
+  const std::string path = dir.file("s");
+  std::optional<rkt::unix_socket_listener> l;
+  std::jthread maker = start_os_thread([&] { l = rkt::unix_socket_listen(path); });
+  maker.join();
+  port_pair client = rkt::unix_socket_connect(path);
+  EXPECT_TRUE(ready_now(*l));
+  port_pair server = rkt::unix_socket_accept(*l);
+  client.second.write_bytes("hi\n");
+  client.second.flush();
+  EXPECT_EQ(server.first.read_line(), "hi");
+  std::optional<rkt::exn_fail_contract> e =
+      raised<rkt::exn_fail_contract>([&] { rkt::unix_socket_accept(*l); });
+  ASSERT_TRUE(e.has_value());
+  EXPECT_STREQ(e->what(),
+               "unix_socket_accept: the OS thread that made the listener has exited, so it "
+               "cannot wait");
+  rkt::unix_socket_close_listener(*l);
+  for (auto* p : {&client, &server}) {
+    p->first.close();
+    p->second.close();
+  }
 }
 
 }  // namespace

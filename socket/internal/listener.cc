@@ -12,7 +12,6 @@
 
 #include "absl/time/time.h"
 #include "evt/exn.h"
-#include "evt/internal/scheduler.h"
 #include "evt/sync.h"
 #include "ports/fd_port.h"
 #include "ports/internal/commit.h"
@@ -39,17 +38,39 @@ void raise_closed_listener(const listener_kind& k, const char* who) {
   std::rethrow_exception(closed_listener_error(k, who));
 }
 
+class listener_state::io_bridge final : public io_listener {
+ public:
+  explicit io_bridge(listener_state* st) : st_(st) {}
+  void on_io(uint32_t events) noexcept override {
+    std::lock_guard<std::mutex> g(mu_);
+    if (st_ != nullptr) st_->on_io(events);
+  }
+  // The state is going: reports from now on find nothing.
+  void detach() {
+    std::lock_guard<std::mutex> g(mu_);
+    st_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;  // taken before the state's mu_
+  listener_state* st_;  // guarded by mu_
+};
+
 listener_state::listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind,
                                std::string where)
     : fd_(fd),
       io_(std::move(io)),
+      bridge_(std::make_shared<io_bridge>(this)),
       kind_(kind),
       where_(std::move(where)),
       retry_delay_(kFirstRetryDelay) {
-  io_->set_listener(this);
+  io_->set_listener(bridge_.get());
 }
 
-listener_state::~listener_state() { close(); }
+listener_state::~listener_state() {
+  close();
+  bridge_->detach();
+}
 
 std::shared_ptr<listener_state> listener_state::open(int fd, const listener_kind& kind,
                                                      std::string where, const char* who,
@@ -71,7 +92,9 @@ bool listener_state::closed() const {
 }
 
 bool listener_state::ready_locked() {
-  if (closed_) return true;
+  // After the owner's exit nothing will report a connection: ready, so that
+  // the accept that follows takes one or raises.
+  if (closed_ || io_->owner_exited()) return true;
   const uint64_t seen = io_->readiness();
   pollfd p{fd_, POLLIN, 0};
   int r;
@@ -121,14 +144,24 @@ class listener_state::accept_node final : public base_evt<port_pair> {
     }
     if (owner_.is_shut_down()) {
       // Before accept(2): the connection stays queued for another accepter.
-      c.slot().set_exception(std::make_exception_ptr(
-          exn_fail_contract(std::string(who_) + ": the custodian has been shut down")));
+      try {
+        owner_.check_not_shut_down(who_);
+      } catch (...) {
+        c.slot().set_exception(std::current_exception());
+      }
       c.publish();
       return attempt::done;
     }
     const int fd = st_->accept_locked();
     if (fd < 0) {
       const int error = errno;
+      if (st_->io_->owner_exited() && (error == EAGAIN || error == EMFILE || error == ENFILE)) {
+        c.slot().set_exception(std::make_exception_ptr(exn_fail_contract(
+            std::string(who_) +
+            ": the OS thread that made the listener has exited, so it cannot wait")));
+        c.publish();
+        return attempt::done;
+      }
       if (error == EAGAIN || error == EMFILE || error == ENFILE) {
         c.unclaim();
         return error == EAGAIN ? attempt::none : attempt::starved;
@@ -221,14 +254,9 @@ void listener_state::close() noexcept {
     closed_ = true;
     serve_locked();  // every parked sync sees the close
   }
-  // The fd and its handle close on the reactor's owner thread.
-  node_ref<io_handle> io = io_;
-  const int fd = fd_;
-  io->owner().post([io, fd] {
-    io->set_listener(nullptr);
-    io->close();
-    ::close(fd);
-  });
+  // The handle closes on its owner thread, then the fd; the bridge lives
+  // until the handle no longer names it.
+  io_->close_from_any_thread([bridge = bridge_, fd = fd_] { ::close(fd); });
 }
 
 evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>& st,

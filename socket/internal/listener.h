@@ -25,6 +25,11 @@
 // raises "<who>: the custodian has been shut down" without calling
 // accept(2), as Racket's accept poller does: a pending connection stays in
 // the queue for another accepter.
+//
+// Once the OS thread that made the listener has exited (its reactor and
+// the listener's io_handle are gone), the listener event is always ready,
+// a connection already queued is still accepted, and an accept that would
+// have to wait raises exn_fail_contract instead.
 #ifndef RKT_SOCKET_INTERNAL_LISTENER_H_
 #define RKT_SOCKET_INTERNAL_LISTENER_H_
 
@@ -58,7 +63,7 @@ struct listener_kind {
 std::exception_ptr closed_listener_error(const listener_kind& k, const char* who);
 [[noreturn]] void raise_closed_listener(const listener_kind& k, const char* who);
 
-class listener_state final : public managed_resource, public io_listener {
+class listener_state final : public managed_resource {
  public:
   // Takes the listening fd (non-blocking, registered as `io`).
   listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind, std::string where);
@@ -78,7 +83,8 @@ class listener_state final : public managed_resource, public io_listener {
 
   void shut_down_by_custodian() noexcept override { close(); }
   std::string describe() const override { return std::string(kind_.describe) + " " + where_; }
-  void on_io(uint32_t events) noexcept override;
+  // A readiness report (or a retry's) reached the handle.
+  void on_io(uint32_t events) noexcept;
 
   // A parked listener-event sync; the node delivers its typed result.
   class ready_request {
@@ -104,12 +110,17 @@ class listener_state final : public managed_resource, public io_listener {
   class accept_node;
 
  private:
+  class io_bridge;
   int accept_locked();
   void serve_locked();
   void starved_locked();
 
   const int fd_;
   const node_ref<io_handle> io_;
+  // The handle's listener: it outlives this state until the handle is
+  // closed on its owner thread, so that a report racing with this state's
+  // destruction on another OS thread finds nothing instead of freed memory.
+  const std::shared_ptr<io_bridge> bridge_;
   const listener_kind& kind_;
   const std::string where_;
   mutable std::mutex mu_;
