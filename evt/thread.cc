@@ -181,6 +181,8 @@ bool current_thread_killed() {
 
 std::size_t live_thread_count() { return internal::scheduler::current().live_threads(); }
 
+const char* reactor_name() { return internal::scheduler::current().io().name(); }
+
 void yield() {
   internal::throw_if_killed();
   internal::scheduler::current().yield();

@@ -118,6 +118,10 @@ bool current_thread_killed();
 // dead), its root thread excluded.
 std::size_t live_thread_count();
 
+// The reactor backend of the calling OS thread's scheduler: "epoll" or
+// "poll" (evt/reactor.h says how it is chosen).
+const char* reactor_name();
+
 // Lets the other runnable green threads of this OS thread run first.
 void yield();
 

@@ -12,7 +12,6 @@
 
 namespace rkt {
 
-using internal::direct_commit;
 using internal::input_core;
 using internal::output_core;
 using internal::read_node;

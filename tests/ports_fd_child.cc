@@ -22,7 +22,7 @@
 #include <exception>
 #include <string>
 
-#include "evt/internal/scheduler.h"
+#include "evt/thread.h"
 #include "ports/fd_port.h"
 #include "ports/port.h"
 
@@ -40,7 +40,7 @@ int run_log(const std::array<int, 3>& before) {
   rkt::output_port out = rkt::make_fd_output_port(1, "stdout");
   rkt::output_port err = rkt::make_fd_output_port(2, "stderr");
   err.set_buffer_mode(rkt::buffer_mode::line);
-  err.write_bytes(std::string("err: ") + rkt::internal::scheduler::current().io().name() + "\n");
+  err.write_bytes(std::string("err: ") + rkt::reactor_name() + "\n");
   std::size_t n = 0;
   char buf[512];
   while (rkt::or_eof<std::size_t> got = in.read_bytes_avail(buf)) n += *got;

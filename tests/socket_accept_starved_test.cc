@@ -64,7 +64,6 @@
 #include "custodian/custodian.h"
 #include "evt/evt.h"
 #include "evt/exn.h"
-#include "evt/internal/scheduler.h"
 #include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
@@ -328,7 +327,7 @@ void on_reactor(const char* reactor, const std::function<void()>& body) {
   ::setenv("RKT_REACTOR", reactor, 1);
   std::jthread os = rkt::test::start_os_thread([&] {
     rkt::yield();  // this OS thread's scheduler (and its descriptors) first
-    ASSERT_STREQ(rkt::internal::scheduler::current().io().name(), reactor);
+    ASSERT_STREQ(rkt::reactor_name(), reactor);
     body();
   });
   os.join();

@@ -9,7 +9,7 @@
 namespace rkt::internal {
 
 input_core::input_core(std::string name, std::mutex& mu)
-    : mu_(mu), name_(std::move(name)), closed_signal_(make_node<one_shot_evt>("port-closed-evt")) {}
+    : mu_(mu), name_(std::move(name)) {}
 
 input_core::~input_core() = default;
 
@@ -175,7 +175,7 @@ bool input_core::close() {
     close_source_locked();
     serve_locked();
   }
-  closed_signal_->post();
+  closed_signal_.post();
   after_close();
   return true;
 }
@@ -185,6 +185,6 @@ bool input_core::closed() const {
   return closed_;
 }
 
-evt<void> input_core::closed_evt() const { return evt<void>(closed_signal_); }
+evt<void> input_core::closed_evt() const { return closed_signal_.peek_evt(); }
 
 }  // namespace rkt::internal

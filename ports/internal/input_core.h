@@ -28,9 +28,8 @@
 #include <string_view>
 
 #include "evt/evt.h"
-#include "evt/internal/one_shot_evt.h"
+#include "evt/semaphore.h"
 #include "ports/internal/byte_buffer.h"
-#include "ports/internal/commit.h"
 #include "ports/internal/read_spec.h"
 #include "ports/port.h"
 
@@ -176,7 +175,7 @@ class input_core {
   const std::string name_;
   bool closed_ = false;
   waiter_list readers_;
-  const node_ref<one_shot_evt> closed_signal_;
+  const semaphore closed_signal_;  // posted once, by the close
 };
 
 }  // namespace rkt::internal

@@ -8,8 +8,7 @@ namespace rkt::internal {
 output_core::output_core(std::string name, std::mutex& mu, std::optional<buffer_mode> mode)
     : mu_(mu),
       name_(std::move(name)),
-      mode_(mode),
-      closed_signal_(make_node<one_shot_evt>("port-closed-evt")) {}
+      mode_(mode) {}
 
 output_core::~output_core() = default;
 
@@ -145,7 +144,7 @@ bool output_core::close_now() {
     close_sink_locked();
     serve_locked();
   }
-  closed_signal_->post();
+  closed_signal_.post();
   after_close();
   return true;
 }
@@ -164,6 +163,6 @@ bool output_core::closed() const {
   return closed_;
 }
 
-evt<void> output_core::closed_evt() const { return evt<void>(closed_signal_); }
+evt<void> output_core::closed_evt() const { return closed_signal_.peek_evt(); }
 
 }  // namespace rkt::internal

@@ -23,9 +23,8 @@
 #include <string_view>
 
 #include "evt/evt.h"
-#include "evt/internal/one_shot_evt.h"
+#include "evt/semaphore.h"
 #include "ports/internal/byte_buffer.h"
-#include "ports/internal/commit.h"
 #include "ports/port.h"
 
 namespace rkt::internal {
@@ -145,7 +144,7 @@ class output_core {
   std::optional<buffer_mode> mode_;  // nullopt: no buffer
   byte_buffer buffer_;
   waiter_list writers_;
-  const node_ref<one_shot_evt> closed_signal_;
+  const semaphore closed_signal_;  // posted once, by the close
 };
 
 }  // namespace rkt::internal

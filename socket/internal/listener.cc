@@ -14,7 +14,6 @@
 #include "evt/exn.h"
 #include "evt/sync.h"
 #include "ports/fd_port.h"
-#include "ports/internal/commit.h"
 
 namespace rkt::internal {
 namespace {
