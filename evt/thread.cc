@@ -89,6 +89,8 @@ class idle_evt final : public base_evt<void> {
 }  // namespace
 }  // namespace internal
 
+std::size_t thread_options::min_stack_size() { return internal::stack_pool::min_stack_size(); }
+
 thread::thread(absl::AnyInvocable<void()> fn, thread_options options)
     : ts_(internal::scheduler::current().spawn(std::move(fn), options.stack_size)) {}
 
