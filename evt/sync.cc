@@ -30,8 +30,11 @@
 // is warm.
 #include "evt/sync.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory_resource>
+#include <new>
+#include <type_traits>
 #include <utility>
 
 #include "evt/exn.h"
@@ -56,28 +59,38 @@ struct chain_link {
   poll_group* group;     // a replace's contents; nullptr otherwise
 };
 
-// One unit of a poll group: a leaf, or a nested group.
-struct poll_unit {
-  uint32_t leaf;  // when group == nullptr
-  poll_group* group;
-  poll_unit* next;
+// A stretch of a poll group's units: a nested group (one unit), or leaves
+// first .. first + count - 1 (one unit each), which is how a choice of base
+// events is kept whatever its size.
+struct poll_segment {
+  poll_group* group;  // nullptr for a run of leaves
+  uint32_t first;
+  uint32_t count;
+  poll_segment* next;
 };
 
 // The units of one choice that is not spliced into an enclosing one, in
 // order.
 struct poll_group {
-  poll_unit* head = nullptr;
-  poll_unit* tail = nullptr;
-  uint32_t count = 0;
+  poll_segment* head = nullptr;
+  poll_segment* tail = nullptr;
+  uint32_t units = 0;
 };
 
 struct leaf {
+  leaf(evt_impl* i, chain_link* c, scope_link* s) : impl(i), chain(c), scope(s) {}
+
+  // Built when the leaf is armed; raw bytes until then, so that flattening
+  // a large choice does not initialize a waiter per leaf.
+  waiter& w() { return *std::launder(reinterpret_cast<waiter*>(w_storage)); }
+
   evt_impl* impl;  // nullptr once a replace has dropped the leaf
   chain_link* chain;
   scope_link* scope;
-  waiter w;
-  bool armed;
+  bool armed = false;
+  alignas(waiter) unsigned char w_storage[sizeof(waiter)];
 };
+static_assert(std::is_trivially_destructible_v<waiter>);
 
 // A fast, per-OS-thread generator for the random polling order.
 uint32_t next_random() {
@@ -167,7 +180,7 @@ std::size_t estimate_leaves(const evt_node* n) {
     case evt_node::kind::choice: {
       std::size_t total = 0;
       for (const any_node& c : static_cast<const choice_node*>(n)->children()) {
-        total += estimate_leaves(c.get());
+        total += c->node_kind() == evt_node::kind::base ? 1 : estimate_leaves(c.get());
       }
       return total;
     }
@@ -213,8 +226,7 @@ class sync_frame {
                bool spliced) {
     switch (n->node_kind()) {
       case evt_node::kind::base:
-        add_leaf(into, leaf{const_cast<evt_impl*>(static_cast<const evt_impl*>(n)), chain,
-                            scope, waiter{}, false});
+        add_leaf(into, n, chain, scope);
         break;
       case evt_node::kind::choice: {
         const auto& children = static_cast<const choice_node*>(n)->children();
@@ -222,7 +234,14 @@ class sync_frame {
           into = open_group(into);
           spliced = true;
         }
-        for (const any_node& c : children) flatten(c.get(), chain, scope, into, spliced);
+        for (const any_node& c : children) {
+          const evt_node* child = c.get();
+          if (child->node_kind() == evt_node::kind::base) {  // the common case, inline
+            add_leaf(into, child, chain, scope);
+          } else {
+            flatten(child, chain, scope, into, spliced);
+          }
+        }
         break;
       }
       case evt_node::kind::wrap:
@@ -242,6 +261,7 @@ class sync_frame {
       case evt_node::kind::poll_guard: {
         any_node made = static_cast<const guard_node*>(n)->make(guard_input{is_poll_, {}});
         keep_.push_back(made);
+        reserve_for(made.get());
         flatten(made.get(), chain, scope, into, false);
         break;
       }
@@ -253,6 +273,7 @@ class sync_frame {
         scopes_.push_back(s);
         any_node made = static_cast<const guard_node*>(n)->make(guard_input{is_poll_, nack});
         keep_.push_back(made);
+        reserve_for(made.get());
         flatten(made.get(), chain, s, into, false);
         break;
       }
@@ -291,11 +312,12 @@ class sync_frame {
       uint32_t idx = start + i < n ? start + i : start + i - n;
       leaf& l = leaves_[idx];
       if (l.impl == nullptr) continue;
-      l.w.op = &op_;
-      l.w.leaf = idx;
+      waiter* w = new (l.w_storage) waiter{};
+      w->op = &op_;
+      w->leaf = idx;
       l.armed = true;
       any_armed_ = true;
-      l.impl->arm(l.w);
+      l.impl->arm(*w);
     }
     bool killed = !op_.synced() && !wait_for_commit(sched_, op_, deadline_ns);
     // The commit that chose a leaf unlinked its waiter already.
@@ -373,10 +395,18 @@ class sync_frame {
         chain_link{n, up, scope, nullptr};
   }
 
-  void add_leaf(poll_group* into, const leaf& l) {
+  // Makes room for the leaves of `made`, which the estimate before the
+  // sync counted as one (a guard's event is not known until it runs).
+  void reserve_for(const evt_node* made) {
+    const std::size_t needed = leaves_.size() + estimate_leaves(made);
+    if (needed > leaves_.capacity()) leaves_.reserve(std::max(needed, 2 * leaves_.capacity()));
+  }
+
+  [[gnu::always_inline]] void add_leaf(poll_group* into, const evt_node* base, chain_link* chain,
+                                      scope_link* scope) {
     const auto idx = static_cast<uint32_t>(leaves_.size());
-    leaves_.push_back(l);
-    if (nested_) append(into, idx, nullptr);
+    leaves_.emplace_back(const_cast<evt_impl*>(static_cast<const evt_impl*>(base)), chain, scope);
+    if (nested_) append_leaf(into, idx);
   }
 
   // Opens a nested group as the next unit of `into`. The first one turns
@@ -384,23 +414,35 @@ class sync_frame {
   poll_group* open_group(poll_group* into) {
     if (!nested_) {
       nested_ = true;
-      for (uint32_t i = 0; i < leaves_.size(); ++i) append(&root_, i, nullptr);
+      if (!leaves_.empty()) {
+        append_segment(&root_, nullptr, 0, static_cast<uint32_t>(leaves_.size()));
+      }
     }
     auto* g = new (arena_.allocate(sizeof(poll_group), alignof(poll_group))) poll_group{};
-    append(into, 0, g);
+    append_segment(into, g, 0, 1);
     return g;
   }
 
-  void append(poll_group* g, uint32_t leaf_index, poll_group* sub) {
-    auto* u = new (arena_.allocate(sizeof(poll_unit), alignof(poll_unit)))
-        poll_unit{leaf_index, sub, nullptr};
-    if (g->tail != nullptr) {
-      g->tail->next = u;
+  void append_leaf(poll_group* g, uint32_t idx) {
+    poll_segment* t = g->tail;
+    if (t != nullptr && t->group == nullptr && t->first + t->count == idx) {
+      ++t->count;
+      ++g->units;
     } else {
-      g->head = u;
+      append_segment(g, nullptr, idx, 1);
     }
-    g->tail = u;
-    ++g->count;
+  }
+
+  void append_segment(poll_group* g, poll_group* sub, uint32_t first, uint32_t count) {
+    auto* seg = new (arena_.allocate(sizeof(poll_segment), alignof(poll_segment)))
+        poll_segment{sub, first, count, nullptr};
+    if (g->tail != nullptr) {
+      g->tail->next = seg;
+    } else {
+      g->head = seg;
+    }
+    g->tail = seg;
+    g->units += count;
   }
 
   bool try_leaf(uint32_t idx) {
@@ -408,27 +450,36 @@ class sync_frame {
     return leaves_[idx].impl->try_sync(self);
   }
 
-  // Polls the units of `g` from a random one onwards, wrapping around.
-  uint32_t poll_group_of(const poll_group& g) {
-    if (g.count == 0) return sync_op::kNone;
-    const poll_unit* start = g.head;
-    for (uint32_t skip = g.count == 1 ? 0 : next_random() % g.count; skip > 0; --skip) {
-      start = start->next;
-    }
-    for (const poll_unit* u = start; u != nullptr; u = u->next) {
-      uint32_t got = poll_unit_of(*u);
-      if (got != sync_op::kNone) return got;
-    }
-    for (const poll_unit* u = g.head; u != start; u = u->next) {
-      uint32_t got = poll_unit_of(*u);
-      if (got != sync_op::kNone) return got;
+  // Polls units [from, to) of `seg`.
+  uint32_t poll_segment_units(const poll_segment& seg, uint32_t from, uint32_t to) {
+    if (seg.group != nullptr) return from < to ? poll_group_of(*seg.group) : sync_op::kNone;
+    for (uint32_t i = from; i < to; ++i) {
+      if (try_leaf(seg.first + i)) return seg.first + i;
     }
     return sync_op::kNone;
   }
 
-  uint32_t poll_unit_of(const poll_unit& u) {
-    if (u.group != nullptr) return poll_group_of(*u.group);
-    return try_leaf(u.leaf) ? u.leaf : sync_op::kNone;
+  // Polls the units of `g` from a random one onwards, wrapping around.
+  uint32_t poll_group_of(const poll_group& g) {
+    if (g.units == 0) return sync_op::kNone;
+    // The segment and offset of the starting unit.
+    const poll_segment* start = g.head;
+    uint32_t offset = g.units == 1 ? 0 : next_random() % g.units;
+    while (offset >= start->count) {
+      offset -= start->count;
+      start = start->next;
+    }
+    uint32_t got = poll_segment_units(*start, offset, start->count);
+    for (const poll_segment* seg = start->next; got == sync_op::kNone && seg != nullptr;
+         seg = seg->next) {
+      got = poll_segment_units(*seg, 0, seg->count);
+    }
+    for (const poll_segment* seg = g.head; got == sync_op::kNone && seg != start;
+         seg = seg->next) {
+      got = poll_segment_units(*seg, 0, seg->count);
+    }
+    if (got == sync_op::kNone) got = poll_segment_units(*start, 0, offset);
+    return got;
   }
 
   static bool under(const leaf& l, const chain_link* r) {
@@ -443,7 +494,7 @@ class sync_frame {
     any_armed_ = false;
     for (leaf& l : leaves_) {
       if (l.armed) {
-        l.impl->disarm(l.w);
+        l.impl->disarm(l.w());
         l.armed = false;
       }
     }
