@@ -23,8 +23,10 @@
 // Cost: the guard takes address space only (never touched, so no memory and
 // no page tables) and splits the mapping in two, so each stack is two kernel
 // mappings; that bounds the number of live green threads by
-// vm.max_map_count (65530 by default); see DESIGN.md, "Performance
-// targets". install_guard() is the one place that makes the guard.
+// vm.max_map_count (65530 by default). install_guard() is the one place
+// that makes the guard (MADV_GUARD_INSTALL, where the kernel has it, would
+// make it without the second mapping). The sizes are documented for users
+// in evt/thread.h (thread_options).
 //
 // Invariants: owned by one scheduler and used on its OS thread only.
 #ifndef RKT_EVT_INTERNAL_STACK_POOL_H_
