@@ -12,4 +12,10 @@ RKT_COPTS = [
     "-Wall",
     "-Wextra",
     "-Werror",
+    # Green-thread stacks sit next to one another with a guard region below
+    # each (evt/internal/stack_pool.h). With this flag a frame or alloca
+    # larger than a page touches each of its pages from the top down, so an
+    # overflow faults in the guard whatever the frame's size, instead of
+    # jumping over it into a neighbour's stack.
+    "-fstack-clash-protection",
 ]

@@ -7,14 +7,35 @@
 // scope for each nack guard. A leaf that sits under a replace_evt commits on
 // its own; its result goes to the replace maker, whose event is flattened in
 // place of every leaf under that replace, and a new round begins with every
-// leaf disarmed. A sync on one base event (channel get and put, semaphore
-// wait, sleep) skips all of that. A sync's memory comes from an arena on the
-// stack and, beyond it, from the scheduler's pool, so no sync allocates once
-// the pool is warm.
+// leaf disarmed.
+//
+// The poll order is Racket's: a choice is spliced into the choice (or the
+// sync's argument list) it appears in, and every other event there counts
+// as one unit, whatever it holds: a wrap, handle, guard, nack guard, poll
+// guard or replace of a choice is one unit, and the choice inside it is
+// polled as a group of its own. Polling visits the units of a group from a
+// random one onwards, wrapping around, and a nested group's units the same
+// way when its turn comes. So in sync(guard_evt(-> choice_evt(A, B)), C)
+// with all three ready, C wins half the time and A and B a quarter each.
+// When no such nesting occurs the group is just the leaves, and the order is
+// a rotation of them; the group tree is built only once a nested group is
+// met. A replace's contents are a group, and its replacement takes its
+// place there and is polled first in the next round. (Racket polls the
+// choice inside a replace_evt in its given order, so that its first ready
+// event always wins; rkt rotates there too.)
+//
+// A sync on one base event (channel get and put, semaphore wait, sleep)
+// skips all of that. A sync's memory comes from an arena on the stack and,
+// beyond it, from the scheduler's pool, so no sync allocates once the pool
+// is warm.
 #include "evt/sync.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <memory_resource>
+#include <new>
+#include <type_traits>
+#include <utility>
 
 #include "evt/exn.h"
 #include "evt/internal/one_shot_evt.h"
@@ -29,19 +50,47 @@ struct scope_link {
   bool chosen;
 };
 
+struct poll_group;
+
 struct chain_link {
   const evt_node* node;  // a wrap, handle or replace node
   chain_link* up;
   scope_link* scope;     // the nack scope around the node
+  poll_group* group;     // a replace's contents; nullptr otherwise
+};
+
+// A stretch of a poll group's units: a nested group (one unit), or leaves
+// first .. first + count - 1 (one unit each), which is how a choice of base
+// events is kept whatever its size.
+struct poll_segment {
+  poll_group* group;  // nullptr for a run of leaves
+  uint32_t first;
+  uint32_t count;
+  poll_segment* next;
+};
+
+// The units of one choice that is not spliced into an enclosing one, in
+// order.
+struct poll_group {
+  poll_segment* head = nullptr;
+  poll_segment* tail = nullptr;
+  uint32_t units = 0;
 };
 
 struct leaf {
-  evt_impl* impl;
+  leaf(evt_impl* i, chain_link* c, scope_link* s) : impl(i), chain(c), scope(s) {}
+
+  // Built when the leaf is armed; raw bytes until then, so that flattening
+  // a large choice does not initialize a waiter per leaf.
+  waiter& w() { return *std::launder(reinterpret_cast<waiter*>(w_storage)); }
+
+  evt_impl* impl;  // nullptr once a replace has dropped the leaf
   chain_link* chain;
   scope_link* scope;
-  waiter w;
-  bool armed;
+  bool armed = false;
+  alignas(waiter) unsigned char w_storage[sizeof(waiter)];
 };
+static_assert(std::is_trivially_destructible_v<waiter>);
 
 // A fast, per-OS-thread generator for the random polling order.
 uint32_t next_random() {
@@ -161,7 +210,7 @@ std::size_t estimate_leaves(const evt_node* n) {
     case evt_node::kind::choice: {
       std::size_t total = 0;
       for (const any_node& c : static_cast<const choice_node*>(n)->children()) {
-        total += estimate_leaves(c.get());
+        total += c->node_kind() == evt_node::kind::base ? 1 : estimate_leaves(c.get());
       }
       return total;
     }
@@ -198,29 +247,52 @@ class sync_frame {
     post_unchosen_nacks();
   }
 
-  void flatten(const evt_node* n, chain_link* chain, scope_link* scope) {
+  // Flattens one of the sync's arguments.
+  void flatten_root(const evt_node* n) { flatten(n, nullptr, nullptr, &root_, true); }
+
+  // Flattens `n` into the poll group `into`. `spliced`: n's parent is a
+  // choice (or the argument list) whose units n's own choice children join.
+  void flatten(const evt_node* n, chain_link* chain, scope_link* scope, poll_group* into,
+               bool spliced) {
     switch (n->node_kind()) {
       case evt_node::kind::base:
-        leaves_.push_back(leaf{const_cast<evt_impl*>(static_cast<const evt_impl*>(n)), chain,
-                               scope, waiter{}, false});
+        add_leaf(into, n, chain, scope);
         break;
-      case evt_node::kind::choice:
-        for (const any_node& c : static_cast<const choice_node*>(n)->children()) {
-          flatten(c.get(), chain, scope);
+      case evt_node::kind::choice: {
+        const auto& children = static_cast<const choice_node*>(n)->children();
+        if (!spliced && children.size() > 1) {
+          into = open_group(into);
+          spliced = true;
+        }
+        for (const any_node& c : children) {
+          const evt_node* child = c.get();
+          if (child->node_kind() == evt_node::kind::base) {  // the common case, inline
+            add_leaf(into, child, chain, scope);
+          } else {
+            flatten(child, chain, scope, into, spliced);
+          }
         }
         break;
+      }
       case evt_node::kind::wrap:
       case evt_node::kind::handle:
-        flatten(static_cast<const wrap_node*>(n)->child(), link(n, chain, scope), scope);
+        flatten(static_cast<const wrap_node*>(n)->child(), link(n, chain, scope), scope, into,
+                false);
         break;
-      case evt_node::kind::replace:
-        flatten(static_cast<const replace_node*>(n)->child(), link(n, chain, scope), scope);
+      case evt_node::kind::replace: {
+        // Its contents are a group of their own, so that the replacement
+        // can take their place in the poll order.
+        chain_link* r = link(n, chain, scope);
+        r->group = open_group(into);
+        flatten(static_cast<const replace_node*>(n)->child(), r, scope, r->group, true);
         break;
+      }
       case evt_node::kind::guard:
       case evt_node::kind::poll_guard: {
         any_node made = static_cast<const guard_node*>(n)->make(guard_input{is_poll_, {}});
         keep_.push_back(made);
-        flatten(made.get(), chain, scope);
+        reserve_for(made.get());
+        flatten(made.get(), chain, scope, into, false);
         break;
       }
       case evt_node::kind::nack_guard: {
@@ -231,21 +303,31 @@ class sync_frame {
         scopes_.push_back(s);
         any_node made = static_cast<const guard_node*>(n)->make(guard_input{is_poll_, nack});
         keep_.push_back(made);
-        flatten(made.get(), chain, s);
+        reserve_for(made.get());
+        flatten(made.get(), chain, s, into, false);
         break;
       }
     }
   }
 
-  // Polls each leaf once, from a random start. Returns the committed leaf.
+  // Polls each leaf once, in the order the file comment describes. Returns
+  // the committed leaf.
   uint32_t poll_all() {
+    if (replaced_ != nullptr) {
+      // The replacement goes first, as though it had taken the replace's
+      // place in the poll that found the replace ready.
+      const poll_group* first = std::exchange(replaced_, nullptr);
+      uint32_t got = poll_group_of(*first);
+      if (got != sync_op::kNone) return got;
+    }
+    if (nested_) return poll_group_of(root_);
+    // The root group is every leaf, in order.
     const uint32_t n = static_cast<uint32_t>(leaves_.size());
     if (n == 0) return sync_op::kNone;
     const uint32_t start = n == 1 ? 0 : next_random() % n;
     for (uint32_t i = 0; i < n; ++i) {
       uint32_t idx = start + i < n ? start + i : start + i - n;
-      self_ref self(op_, idx);
-      if (leaves_[idx].impl->try_sync(self)) return idx;
+      if (try_leaf(idx)) return idx;
     }
     return sync_op::kNone;
   }
@@ -259,11 +341,13 @@ class sync_frame {
     for (uint32_t i = 0; i < n && !op_.synced(); ++i) {
       uint32_t idx = start + i < n ? start + i : start + i - n;
       leaf& l = leaves_[idx];
-      l.w.op = &op_;
-      l.w.leaf = idx;
+      if (l.impl == nullptr) continue;
+      waiter* w = new (l.w_storage) waiter{};
+      w->op = &op_;
+      w->leaf = idx;
       l.armed = true;
       any_armed_ = true;
-      l.impl->arm(l.w);
+      l.impl->arm(*w);
     }
     const bool committed = wait_for_commit(sched_, op_, deadline_ns);
     // The commit that chose a leaf unlinked its waiter already.
@@ -282,8 +366,9 @@ class sync_frame {
   }
 
   // When `chosen` sits under a replace_evt, runs the replace maker and
-  // splices its event in place of every leaf under that replace. Returns
-  // false when `chosen` is a final commit.
+  // splices its event in place of every leaf under that replace (the leaves
+  // stay in leaves_, dropped, so that indices stay valid). Returns false
+  // when `chosen` is a final commit.
   bool replace(uint32_t chosen) {
     leaf& l = leaves_[chosen];
     chain_link* r = l.chain;
@@ -298,12 +383,12 @@ class sync_frame {
     any_node made = static_cast<const replace_node*>(r->node)->make(slot);
     slot.reset();
     keep_.push_back(made);
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < leaves_.size(); ++i) {
-      if (!under(leaves_[i], r)) leaves_[kept++] = leaves_[i];
+    for (leaf& dropped : leaves_) {
+      if (dropped.impl != nullptr && under(dropped, r)) dropped.impl = nullptr;
     }
-    leaves_.resize(kept);
-    flatten(made.get(), r->up, r->scope);
+    *r->group = poll_group{};
+    flatten(made.get(), r->up, r->scope, r->group, true);
+    replaced_ = r->group;
     op_.reset_for_round();
     return true;
   }
@@ -345,7 +430,94 @@ class sync_frame {
  private:
   chain_link* link(const evt_node* n, chain_link* up, scope_link* scope) {
     return new (arena_.allocate(sizeof(chain_link), alignof(chain_link)))
-        chain_link{n, up, scope};
+        chain_link{n, up, scope, nullptr};
+  }
+
+  // Makes room for the leaves of `made`, which the estimate before the
+  // sync counted as one (a guard's event is not known until it runs).
+  void reserve_for(const evt_node* made) {
+    const std::size_t needed = leaves_.size() + estimate_leaves(made);
+    if (needed > leaves_.capacity()) leaves_.reserve(std::max(needed, 2 * leaves_.capacity()));
+  }
+
+  [[gnu::always_inline]] void add_leaf(poll_group* into, const evt_node* base, chain_link* chain,
+                                      scope_link* scope) {
+    const auto idx = static_cast<uint32_t>(leaves_.size());
+    leaves_.emplace_back(const_cast<evt_impl*>(static_cast<const evt_impl*>(base)), chain, scope);
+    if (nested_) append_leaf(into, idx);
+  }
+
+  // Opens a nested group as the next unit of `into`. The first one turns
+  // the implicit root group (every leaf so far) into an explicit one.
+  poll_group* open_group(poll_group* into) {
+    if (!nested_) {
+      nested_ = true;
+      if (!leaves_.empty()) {
+        append_segment(&root_, nullptr, 0, static_cast<uint32_t>(leaves_.size()));
+      }
+    }
+    auto* g = new (arena_.allocate(sizeof(poll_group), alignof(poll_group))) poll_group{};
+    append_segment(into, g, 0, 1);
+    return g;
+  }
+
+  void append_leaf(poll_group* g, uint32_t idx) {
+    poll_segment* t = g->tail;
+    if (t != nullptr && t->group == nullptr && t->first + t->count == idx) {
+      ++t->count;
+      ++g->units;
+    } else {
+      append_segment(g, nullptr, idx, 1);
+    }
+  }
+
+  void append_segment(poll_group* g, poll_group* sub, uint32_t first, uint32_t count) {
+    auto* seg = new (arena_.allocate(sizeof(poll_segment), alignof(poll_segment)))
+        poll_segment{sub, first, count, nullptr};
+    if (g->tail != nullptr) {
+      g->tail->next = seg;
+    } else {
+      g->head = seg;
+    }
+    g->tail = seg;
+    g->units += count;
+  }
+
+  bool try_leaf(uint32_t idx) {
+    self_ref self(op_, idx);
+    return leaves_[idx].impl->try_sync(self);
+  }
+
+  // Polls units [from, to) of `seg`.
+  uint32_t poll_segment_units(const poll_segment& seg, uint32_t from, uint32_t to) {
+    if (seg.group != nullptr) return from < to ? poll_group_of(*seg.group) : sync_op::kNone;
+    for (uint32_t i = from; i < to; ++i) {
+      if (try_leaf(seg.first + i)) return seg.first + i;
+    }
+    return sync_op::kNone;
+  }
+
+  // Polls the units of `g` from a random one onwards, wrapping around.
+  uint32_t poll_group_of(const poll_group& g) {
+    if (g.units == 0) return sync_op::kNone;
+    // The segment and offset of the starting unit.
+    const poll_segment* start = g.head;
+    uint32_t offset = g.units == 1 ? 0 : next_random() % g.units;
+    while (offset >= start->count) {
+      offset -= start->count;
+      start = start->next;
+    }
+    uint32_t got = poll_segment_units(*start, offset, start->count);
+    for (const poll_segment* seg = start->next; got == sync_op::kNone && seg != nullptr;
+         seg = seg->next) {
+      got = poll_segment_units(*seg, 0, seg->count);
+    }
+    for (const poll_segment* seg = g.head; got == sync_op::kNone && seg != start;
+         seg = seg->next) {
+      got = poll_segment_units(*seg, 0, seg->count);
+    }
+    if (got == sync_op::kNone) got = poll_segment_units(*start, 0, offset);
+    return got;
   }
 
   static bool under(const leaf& l, const chain_link* r) {
@@ -360,7 +532,7 @@ class sync_frame {
     any_armed_ = false;
     for (leaf& l : leaves_) {
       if (l.armed) {
-        l.impl->disarm(l.w);
+        l.impl->disarm(l.w());
         l.armed = false;
       }
     }
@@ -378,6 +550,11 @@ class sync_frame {
   const bool is_poll_;
   bool finished_ = false;
   bool any_armed_ = false;
+  // Whether a nested poll group exists; until then root_ is implicit.
+  bool nested_ = false;
+  poll_group root_;
+  // The group a replace has just refilled, polled first in the next round.
+  const poll_group* replaced_ = nullptr;
   alignas(std::max_align_t) unsigned char buffer_[1536];
   std::pmr::monotonic_buffer_resource arena_;
   std::pmr::vector<leaf> leaves_;
@@ -409,7 +586,7 @@ bool sync_nodes(const evt_node* const* roots, std::size_t count, sync_mode mode,
   for (std::size_t i = 0; i < count; ++i) expected += estimate_leaves(roots[i]);
   sync_op op(&slot, sched.running(), &sched.running()->kill_requested);
   sync_frame frame(sched, op, mode == sync_mode::poll, expected);
-  for (std::size_t i = 0; i < count; ++i) frame.flatten(roots[i], nullptr, nullptr);
+  for (std::size_t i = 0; i < count; ++i) frame.flatten_root(roots[i]);
   for (;;) {
     uint32_t chosen = frame.poll_all();
     if (chosen == sync_op::kNone) {

@@ -112,6 +112,8 @@ void await_death(thread_state* t) {
 
 }  // namespace internal
 
+std::size_t thread_options::min_stack_size() { return internal::stack_pool::min_stack_size(); }
+
 thread::thread(absl::AnyInvocable<void()> fn, thread_options options)
     : ts_(internal::scheduler::current().spawn(std::move(fn), options.stack_size)) {
   // The thread has not run yet: it starts when the spawner next switches.

@@ -50,12 +50,23 @@ class thread_state;
 }  // namespace internal
 
 struct thread_options {
-  // Usable stack size in bytes; 0 picks the default (256 KiB, more under
-  // sanitizers). Stacks are mapped lazily and have a guard page.
+  // Usable stack size in bytes; 0 picks the default (256 KiB; 1 MiB under
+  // ASan or TSan). A smaller request than min_stack_size() is rounded up to
+  // it, and every size up to whole pages. Stacks are mapped lazily (only
+  // touched pages cost memory), each with a 256 KiB guard region below it:
+  // a stack overflow faults (SIGSEGV) and never writes into another green
+  // thread's stack. Frames larger than the guard are caught too in code
+  // built with -fstack-clash-protection, as rkt's own code is.
   std::size_t stack_size = 0;
   // Shown in messages as Racket shows a named thread: #<thread:NAME>
   // (unnamed: #<thread>).
   std::string name;
+
+  // The smallest usable stack a green thread gets: 64 KiB (256 KiB under
+  // ASan or TSan). Enough for rkt's own paths (switching, a sync that
+  // parks, throwing and catching, being killed) with room to spare, not
+  // for deep recursion.
+  static std::size_t min_stack_size();
 };
 
 class thread {

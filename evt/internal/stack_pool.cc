@@ -1,10 +1,12 @@
-// stack_pool: mmap'd fiber stacks with guard pages; see stack_pool.h.
+// stack_pool: mmap'd fiber stacks with a guard region below each; see
+// stack_pool.h.
 #include "evt/internal/stack_pool.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 
 #if defined(RKT_ASAN)
 #include <sanitizer/asan_interface.h>
@@ -19,6 +21,12 @@ std::size_t page_size() {
 }
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+// Makes [lowest, lowest + size) fault on any access. It stays inside the
+// stack's mapping, so munmap of the mapping removes it too.
+bool install_guard(void* lowest, std::size_t size) {
+  return mprotect(lowest, size, PROT_NONE) == 0;
+}
 
 // A dead fiber never returned from the frames it had when it switched away
 // for the last time, so ASan still has their redzones poisoned: clean them
@@ -43,6 +51,19 @@ void unpoison(const fiber_stack& s, const void* lowest_used) {
 
 }  // namespace
 
+// What a green thread needs at the least: rkt's switch path, a sync that
+// parks, a throw caught in the thread (the unwinder's frames), the kill
+// unwinding, and the report of an uncaught exception (fprintf), with room
+// left for the thread's own frames. Sanitizer frames are several times
+// larger.
+std::size_t stack_pool::min_stack_size() {
+#if defined(RKT_ASAN) || defined(RKT_TSAN)
+  return 256 * 1024;
+#else
+  return 64 * 1024;
+#endif
+}
+
 std::size_t stack_pool::default_stack_size() {
 #if defined(RKT_ASAN) || defined(RKT_TSAN)
   // Sanitizer frames are several times larger.
@@ -58,21 +79,28 @@ stack_pool::~stack_pool() {
 
 fiber_stack stack_pool::acquire(std::size_t usable_size) {
   const std::size_t page = page_size();
-  usable_size = round_up(usable_size == 0 ? default_stack_size() : usable_size, page);
+  if (usable_size == 0) usable_size = default_stack_size();
+  if (usable_size < min_stack_size()) usable_size = min_stack_size();
+  const std::size_t guard = round_up(kGuardSize, page);
+  if (usable_size > SIZE_MAX - guard - page) {
+    errno = ENOMEM;  // what mmap would say; also keeps the sums below exact
+    return fiber_stack{};
+  }
+  usable_size = round_up(usable_size, page);
   if (usable_size == default_stack_size() && !cached_.empty()) {
     fiber_stack s = cached_.back();
     cached_.pop_back();
     return s;
   }
   fiber_stack s;
-  s.guard_size = page;
-  s.mapping_size = usable_size + page;
+  s.guard_size = guard;
+  s.mapping_size = usable_size + s.guard_size;
   // MAP_NORESERVE: only touched pages count against memory; MAP_STACK is a
   // hint for the kernel (mmap(2)).
   void* m = mmap(nullptr, s.mapping_size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (m == MAP_FAILED) return fiber_stack{};
-  if (mprotect(m, page, PROT_NONE) != 0) {
+  if (!install_guard(m, s.guard_size)) {
     int saved = errno;
     munmap(m, s.mapping_size);
     errno = saved;

@@ -1,10 +1,32 @@
 // stack_pool: fiber stacks for green threads, each a private anonymous
-// mapping with a PROT_NONE guard page below it, so that an overflow faults
-// instead of corrupting a neighbour. Freed stacks are cached for reuse.
+// mapping whose lowest kGuardSize bytes are a guard region, so that a stack
+// overflow faults instead of writing into whatever lies below. Freed stacks
+// of the default size are cached for reuse.
 //
-// Each stack costs two kernel mappings (the stack and its guard), which is
-// what bounds the number of live green threads by vm.max_map_count (65530
-// by default); see DESIGN.md, "Performance targets".
+// Layout of one mapping, lowest address first:
+//
+//   [ guard: kGuardSize, no access ][ usable stack, read-write ] <- top
+//
+// Why one guard, below: stacks grow down, so an overflow leaves its stack
+// through the bottom. Mappings are placed next to one another, so what lies
+// below a stack's guard is often another stack's top, i.e. the oldest live
+// frames of another green thread. A frame or alloca smaller than the guard
+// that crosses the bottom lands in the guard. Larger ones are caught
+// because rkt's own code is built with -fstack-clash-protection (copts.bzl),
+// which touches every page of a large frame from the top down, so the first
+// touch past the bottom is in the guard; the guard's size is the margin left
+// for code built without it (system libraries: glibc's alloca is capped at
+// 64 KiB). Nothing needs a guard above a stack: the mapping above is either
+// another stack (whose own guard is its lowest part) or memory that does
+// not grow down into this one.
+//
+// Cost: the guard takes address space only (never touched, so no memory and
+// no page tables) and splits the mapping in two, so each stack is two kernel
+// mappings; that bounds the number of live green threads by
+// vm.max_map_count (65530 by default). install_guard() is the one place
+// that makes the guard (MADV_GUARD_INSTALL, where the kernel has it, would
+// make it without the second mapping). The sizes are documented for users
+// in evt/thread.h (thread_options).
 //
 // Invariants: owned by one scheduler and used on its OS thread only.
 #ifndef RKT_EVT_INTERNAL_STACK_POOL_H_
@@ -16,7 +38,7 @@
 namespace rkt::internal {
 
 struct fiber_stack {
-  void* mapping = nullptr;  // lowest address: the guard page
+  void* mapping = nullptr;  // lowest address: the guard region
   std::size_t mapping_size = 0;
   std::size_t guard_size = 0;
 
@@ -28,17 +50,23 @@ struct fiber_stack {
 
 class stack_pool {
  public:
+  // The guard region below every stack (a multiple of any page size).
+  static constexpr std::size_t kGuardSize = 256 * 1024;
+
   // The default usable size of a green thread's stack. Pages are committed
   // only when touched.
   static std::size_t default_stack_size();
+  // The smallest usable size handed out; smaller requests are rounded up.
+  static std::size_t min_stack_size();
 
   stack_pool() = default;
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;
   ~stack_pool();
 
-  // Returns a stack of at least `usable_size` bytes (rounded up to pages),
-  // or a stack with mapping == nullptr and errno set when mmap fails.
+  // Returns a stack of at least `usable_size` bytes (0: the default; at
+  // least min_stack_size(); rounded up to pages), or a stack with
+  // mapping == nullptr and errno set when it cannot be mapped.
   fiber_stack acquire(std::size_t usable_size);
   // Takes back a stack whose fiber has finished; `lowest_used` is its final
   // stack pointer (nullptr when unknown).
