@@ -60,7 +60,7 @@ struct thread_options {
   std::size_t stack_size = 0;
   // Shown in messages as Racket shows a named thread: #<thread:NAME>
   // (unnamed: #<thread>).
-  std::string name;
+  std::string name{};
 
   // The smallest usable stack a green thread gets: 64 KiB (256 KiB under
   // ASan or TSan). Enough for rkt's own paths (switching, a sync that
