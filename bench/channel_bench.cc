@@ -9,7 +9,7 @@
 //   BM_SemaPostWait  an uncontended post+wait pair, rkt::semaphore vs
 //                    std::counting_semaphore and a bare atomic counter.
 //   BM_Choice/*/N    sync on a choice of N channels (N = 1, 2, 10, 100,
-//                    1000; 2 to compare with DESIGN.md's peers) of which
+//                    1000; 2 to compare with docs/PERFORMANCE.md's peers) of which
 //                    exactly one is ready: a partner green thread is parked
 //                    in put on one channel, picked pseudo-randomly each
 //                    iteration from a fixed table. Each iteration is the

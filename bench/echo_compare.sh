@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Unix-socket echo benchmark of DESIGN.md ("Performance targets") in one
+# The Unix-socket echo benchmark of docs/PERFORMANCE.md in one
 # command: the C epoll baseline (bench/epoll_echo.c), rkt (//examples:echo),
 # Go (peers/echo.go) and Racket (peers/echo.rkt) under the same load
 # generator (bench/echo_load.cc), 64-byte ping-pong, each server fresh for

@@ -1,5 +1,5 @@
-// Load generator of the Unix-socket echo benchmark (DESIGN.md, "Performance
-// targets"); bench/echo_compare.sh drives it against each echo server.
+// Load generator of the Unix-socket echo benchmark (docs/PERFORMANCE.md);
+// bench/echo_compare.sh drives it against each echo server.
 //
 //   echo_load --path P [--connections C] [--seconds T] [--warmup S]
 //             [--size N] [--server-pid PID]

@@ -1,5 +1,5 @@
-// The baseline of the Unix-socket echo benchmark (DESIGN.md, "Performance
-// targets"): a hand-written single-threaded, edge-triggered epoll echo
+// The baseline of the Unix-socket echo benchmark (docs/PERFORMANCE.md):
+// a hand-written single-threaded, edge-triggered epoll echo
 // server in C. bench/echo_compare.sh runs it and the rkt, Go and Racket
 // servers under the same load generator (bench/echo_load.cc).
 //
@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 // One allocation per connection, buffer included: about 4 KiB each, the
-// figure DESIGN.md quotes for this server.
+// figure docs/PERFORMANCE.md quotes for this server.
 enum { kConnSize = 4096 };
 
 struct conn {

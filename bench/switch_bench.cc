@@ -4,7 +4,7 @@
 // built on, the latter also from under 1 and 3 call frames (the cost of
 // call depth across a switch). One iteration is one round: two one-way
 // switches. The "per_switch" counter is CPU time per one-way switch;
-// DESIGN.md's target is rkt within 2x of boost_context_fiber.
+// docs/PERFORMANCE.md's target is rkt within 2x of boost_context_fiber.
 #include <benchmark/benchmark.h>
 
 #include <boost/context/detail/fcontext.hpp>
