@@ -1,0 +1,136 @@
+// The two tcp^ implementations: tcp_unit_tcp forwards to tcp.h;
+// make_unix_socket_tcp_unit forwards to unix_socket.h with Racket's
+// make-unix-socket-tcp@ behaviour for what a Unix socket lacks.
+#include "socket/tcp_unit.h"
+
+#include <string>
+
+#include "absl/time/time.h"
+#include "evt/exn.h"
+#include "evt/sync.h"
+#include "ports/fd_port.h"
+
+namespace rkt {
+
+tcp_unit_listener::operator evt<tcp_unit_listener>() const {
+  return wrap_evt(held_->ready(), [self = *this] { return self; });
+}
+
+namespace {
+
+// The unit's own listener inside `l`, or exn_fail_contract naming `who`.
+template <class L>
+const L& own_listener(const tcp_unit_listener& l, const char* who, const char* expected) {
+  const L* own = l.get<L>();
+  if (own == nullptr) {
+    throw exn_fail_contract(std::string(who) + ": contract violation\n  expected: " + expected +
+                            "\n  given: a listener of another tcp_unit");
+  }
+  return *own;
+}
+
+class tcp_tcp_unit final : public tcp_unit {
+ public:
+  tcp_unit_listener listen(uint16_t port_no, int max_allow_wait, bool reuse,
+                           const std::optional<std::string>& hostname) override {
+    return tcp_unit_listener(tcp_listen(port_no, max_allow_wait, reuse, hostname));
+  }
+  std::pair<input_port, output_port> connect(const std::string& hostname, uint16_t port_no,
+                                             const std::optional<std::string>& local_hostname,
+                                             std::optional<uint16_t> local_port_no) override {
+    return tcp_connect(hostname, port_no, local_hostname, local_port_no);
+  }
+  std::pair<input_port, output_port> accept(const tcp_unit_listener& l) override {
+    return tcp_accept(own(l, "tcp_accept"));
+  }
+  evt<std::pair<input_port, output_port>> accept_evt(const tcp_unit_listener& l) override {
+    return tcp_accept_evt(own(l, "tcp_accept_evt"));
+  }
+  bool accept_ready(const tcp_unit_listener& l) override {
+    return tcp_accept_ready(own(l, "tcp_accept_ready"));
+  }
+  void close(const tcp_unit_listener& l) override { tcp_close(own(l, "tcp_close")); }
+  bool listener_p(const tcp_unit_listener& l) const override {
+    return l.get<tcp_listener>() != nullptr;
+  }
+  tcp_address_info addresses(const input_port& p) override { return tcp_addresses(p); }
+  tcp_address_info addresses(const output_port& p) override { return tcp_addresses(p); }
+  tcp_address_info addresses(const tcp_unit_listener& l) override {
+    return tcp_addresses(own(l, "tcp_addresses"));
+  }
+  void abandon_port(const input_port& p) override { tcp_abandon_port(p); }
+  void abandon_port(const output_port& p) override { tcp_abandon_port(p); }
+
+ private:
+  static const tcp_listener& own(const tcp_unit_listener& l, const char* who) {
+    return own_listener<tcp_listener>(l, who, "tcp_listener");
+  }
+};
+
+class unix_socket_tcp_unit final : public tcp_unit {
+ public:
+  explicit unix_socket_tcp_unit(unix_socket_path path) : path_(std::move(path)) {}
+
+  tcp_unit_listener listen(uint16_t, int max_allow_wait, bool,
+                           const std::optional<std::string>&) override {
+    return tcp_unit_listener(unix_socket_listen(path_, max_allow_wait));
+  }
+  std::pair<input_port, output_port> connect(const std::string&, uint16_t,
+                                             const std::optional<std::string>&,
+                                             std::optional<uint16_t>) override {
+    return unix_socket_connect(path_);
+  }
+  std::pair<input_port, output_port> accept(const tcp_unit_listener& l) override {
+    return unix_socket_accept(own(l, "unix_socket_accept"));
+  }
+  evt<std::pair<input_port, output_port>> accept_evt(const tcp_unit_listener& l) override {
+    return unix_socket_accept_evt(own(l, "unix_socket_accept_evt"));
+  }
+  // Racket's unit: (sync/timeout 0 listener) as a boolean.
+  bool accept_ready(const tcp_unit_listener& l) override {
+    return sync_timeout(absl::ZeroDuration(), own(l, "tcp_accept_ready")).has_value();
+  }
+  void close(const tcp_unit_listener& l) override {
+    unix_socket_close_listener(own(l, "unix_socket_close_listener"));
+  }
+  bool listener_p(const tcp_unit_listener& l) const override {
+    return l.get<unix_socket_listener>() != nullptr;
+  }
+  // Racket's unit ignores its argument.
+  tcp_address_info addresses(const input_port&) override { return loopback(); }
+  tcp_address_info addresses(const output_port&) override { return loopback(); }
+  tcp_address_info addresses(const tcp_unit_listener&) override { return loopback(); }
+  void abandon_port(const input_port& p) override { rkt::abandon_port(p); }
+  void abandon_port(const output_port& p) override { rkt::abandon_port(p); }
+
+ private:
+  static const unix_socket_listener& own(const tcp_unit_listener& l, const char* who) {
+    return own_listener<unix_socket_listener>(l, who, "unix_socket_listener");
+  }
+  static tcp_address_info loopback() {
+    return tcp_address_info{.local_host = "127.0.0.1",
+                            .local_port = 1,
+                            .remote_host = "127.0.0.1",
+                            .remote_port = 0};
+  }
+
+  const unix_socket_path path_;
+};
+
+}  // namespace
+
+std::shared_ptr<tcp_unit> tcp_unit_tcp() {
+  static const std::shared_ptr<tcp_unit> unit = std::make_shared<tcp_tcp_unit>();
+  return unit;
+}
+
+std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path) {
+  if (!unix_socket_path_p(path)) {
+    throw exn_fail_contract(
+        "make_unix_socket_tcp_unit: contract violation\n  expected: unix_socket_path_p\n  given: " +
+        path.bytes());
+  }
+  return std::make_shared<unix_socket_tcp_unit>(path);
+}
+
+}  // namespace rkt
