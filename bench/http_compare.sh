@@ -12,7 +12,8 @@
 #   ROUNDS=5 SERVERS="c go" bench/http_compare.sh
 # Settings (environment): ROUNDS (3), DURATION (5 s measured), WARMUP (1 s),
 # CONNS (64), MEMCONNS (1000), SERVERS (c rkt go racket nginx nginx-c
-# nginx-rkt).
+# nginx-rkt), RKT_SERVER (a binary to use for the rkt rows instead of
+# building //examples:hello_web).
 #
 # Figures, per run, each server fresh:
 # - req/s: h2load's rate over the measured phase (warm-up excluded);
@@ -114,7 +115,11 @@ cp "$BIN/bench/http_canned" "$WORK/http_canned"
 
 declare -A CMD
 CMD[c]="$WORK/http_canned"
-if [[ " $SERVERS " == *" rkt "* || " $SERVERS " == *" nginx-rkt "* ]]; then
+if [[ -n "${RKT_SERVER:-}" ]]; then
+  cp "$RKT_SERVER" "$WORK/hello_web"
+  CMD[rkt]="$WORK/hello_web"
+  note "rkt rows run RKT_SERVER=$RKT_SERVER, not a fresh //examples:hello_web"
+elif [[ " $SERVERS " == *" rkt "* || " $SERVERS " == *" nginx-rkt "* ]]; then
   if ./bazelw query //examples:hello_web >/dev/null 2>&1; then
     if ./bazelw build -c opt //examples:hello_web; then
       cp "$BIN/examples/hello_web" "$WORK/hello_web"
