@@ -21,13 +21,20 @@ web_setup() {
   trap web_cleanup EXIT
 }
 
+# SIGTERM first, so that nginx's master reaps its worker (a worker killed
+# after its master would be left to init as a zombie); SIGKILL for what is
+# still running 5 s later.
 web_cleanup() {
-  local p
+  local p live=()
   for p in "${WEB_PIDS[@]}"; do
     if kill -0 "$p" 2>/dev/null; then
-      kill -KILL "$p" 2>/dev/null || true
-      wait "$p" 2>/dev/null || true
+      kill -TERM "$p" 2>/dev/null || true
+      live+=("$p")
     fi
+  done
+  for p in "${live[@]}"; do
+    web_poll 5 eval "! web_alive $p" || kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
   done
   rm -rf "${WEB_DIRS[@]}"
 }
