@@ -53,9 +53,16 @@ MEASURE=$ROOT/bench/http_measure.py
 
 WORK=$(mktemp -d -t http_compare.XXXXXX)
 PIDS=()  # every process started by this script that may still run
+# SIGTERM first, so that an nginx master reaps its worker; SIGKILL for what
+# still runs 3 s later.
 cleanup() {
-  local p
+  local p i
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do
+    for ((i = 0; i < 30; i++)); do
+      kill -0 "$p" 2>/dev/null || break
+      sleep 0.1
+    done
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
