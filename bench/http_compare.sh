@@ -192,7 +192,7 @@ poll_for() {
   return 1
 }
 alive() { kill -0 "$1" 2>/dev/null; }
-listening_line() { grep -qx "listening on $2" "$1" 2>/dev/null; }
+listening_line() { grep -qxF "listening on $2" "$1" 2>/dev/null; }
 answers() { curl -sf -o /dev/null --max-time 2 --unix-socket "$1" http://localhost/; }
 
 # Starts app server $1 (c, rkt, go, racket) on socket $2 with its log in $3

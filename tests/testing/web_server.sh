@@ -75,7 +75,7 @@ web_socket_inodes() {
   done | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p' | sort -n
 }
 
-_web_listening() { grep -qx "listening on $2" "$1" 2>/dev/null; }
+_web_listening() { grep -qxF "listening on $2" "$1" 2>/dev/null; }
 
 # Starts the server binary $1 on socket $2 and waits (30 s at most) for its
 # "listening on" line; sets WEB_SERVER_PID.
