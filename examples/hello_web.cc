@@ -7,6 +7,9 @@
 // it listens. SIGINT or SIGTERM (read from a signalfd by a green thread)
 // stops the server, removes the socket file and exits 0.
 //
+// A SOCKET_PATH of the form @NAME listens on the Linux abstract socket name
+// NAME instead (curl --abstract-unix-socket NAME); there is no file then.
+//
 // The benchmark and the peer tests rely on this command line and output.
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -53,12 +56,19 @@ int main(int argc, char** argv) {
     std::perror("hello_web: signalfd");
     return 1;
   }
+  const bool abstract = !path.empty() && path[0] == '@';
+  const rkt::unix_socket_path where =
+      abstract ? rkt::unix_socket_path(rkt::unix_socket_abstract_name(std::string(1, '\0') +
+                                                                      path.substr(1)))
+               : rkt::unix_socket_path(path);
   struct stat st;
-  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(path.c_str());
+  if (!abstract && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    ::unlink(path.c_str());
+  }
 
   std::optional<rkt::web::server> server;
   try {
-    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(path)});
+    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(where)});
   } catch (const rkt::exn_fail& e) {
     std::fprintf(stderr, "hello_web: %s\n", e.what());
     return 1;
@@ -75,6 +85,6 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   rkt::sync(server->stopped_evt());
   signals.close();
-  ::unlink(path.c_str());
+  if (!abstract) ::unlink(path.c_str());
   return 0;
 }
