@@ -41,7 +41,14 @@ void server_state::start() {
 void server_state::set_deadline(connection& c, timer_list& list) {
   const absl::Duration timeout =
       &list == &responding_ ? opts_.response_timeout : opts_.request_timeout;
-  if (list.push_back(c.timer(), absl::Now() + timeout)) timer_wake_.post();
+  const absl::Time deadline = absl::Now() + timeout;
+  list.push_back(c.timer(), deadline);
+  // The manager sleeps until manager_wakes_at_: wake it only for an earlier
+  // deadline (rare: the lists' fronts are the earliest already).
+  if (deadline < manager_wakes_at_) {
+    manager_wakes_at_ = deadline;
+    timer_wake_.post();
+  }
 }
 
 void server_state::connection_ended() {
@@ -113,6 +120,7 @@ void server_state::manage() {
     absl::Time next = absl::InfiniteFuture();
     if (!reading_.empty()) next = std::min(next, reading_.front()->deadline);
     if (!responding_.empty()) next = std::min(next, responding_.front()->deadline);
+    manager_wakes_at_ = next;
     evt<int> timer = next == absl::InfiniteFuture()
                          ? never_evt_of<int>()
                          : wrap_evt(alarm_evt(next), [] { return 0; });

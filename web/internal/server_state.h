@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/time.h"
 #include "custodian/custodian.h"
 #include "evt/semaphore.h"
 #include "socket/tcp_unit.h"
@@ -69,7 +70,10 @@ class server_state : public std::enable_shared_from_this<server_state> {
   std::size_t active_ = 0;
   bool accept_paused_ = false;
   const semaphore slot_freed_;   // posted when a connection ends while paused
-  const semaphore timer_wake_;   // posted when a deadline list gains a front
+  // Posted when a deadline earlier than manager_wakes_at_ (what the manager
+  // sleeps until) is set.
+  const semaphore timer_wake_;
+  absl::Time manager_wakes_at_ = absl::InfiniteFuture();
 };
 
 }  // namespace rkt::web::internal
