@@ -1,0 +1,90 @@
+// hello_web [SOCKET_PATH]: the README's web server on a Unix socket
+// (default /tmp/rkt-hello.sock). GET and HEAD of any path answer 200
+// "Hello, World!\n" (text/plain); POST and PUT echo the request body with
+// its Content-Type. If SOCKET_PATH exists and is a socket file, it is
+// removed before listening (a stale socket from an earlier run); any other
+// file there makes the listen fail. Prints "listening on SOCKET_PATH" once
+// it listens. SIGINT or SIGTERM (read from a signalfd by a green thread)
+// stops the server, removes the socket file and exits 0.
+//
+// A SOCKET_PATH of the form @NAME listens on the Linux abstract socket name
+// NAME instead (curl --abstract-unix-socket NAME); there is no file then.
+//
+// The benchmark and the peer tests rely on this command line and output.
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "evt/exn.h"
+#include "evt/sync.h"
+#include "evt/thread.h"
+#include "ports/fd_port.h"
+#include "socket/tcp_unit.h"
+#include "web/server.h"
+
+namespace {
+
+rkt::web::response hello(rkt::web::request& req) {
+  if (req.method() == "POST" || req.method() == "PUT") {
+    rkt::web::response r = rkt::web::response::text(
+        req.read_body(), 200,
+        std::string(req.header("Content-Type").value_or("application/octet-stream")));
+    return r;
+  }
+  return rkt::web::response::text("Hello, World!\n", 200, "text/plain");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 2) {
+    std::fprintf(stderr, "usage: hello_web [SOCKET_PATH]\n");
+    return 2;
+  }
+  const std::string path = argc == 2 ? argv[1] : "/tmp/rkt-hello.sock";
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  const int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    std::perror("hello_web: signalfd");
+    return 1;
+  }
+  const bool abstract = !path.empty() && path[0] == '@';
+  const rkt::unix_socket_path where =
+      abstract ? rkt::unix_socket_path(rkt::unix_socket_abstract_name(std::string(1, '\0') +
+                                                                      path.substr(1)))
+               : rkt::unix_socket_path(path);
+  struct stat st;
+  if (!abstract && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    ::unlink(path.c_str());
+  }
+
+  std::optional<rkt::web::server> server;
+  try {
+    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(where)});
+  } catch (const rkt::exn_fail& e) {
+    std::fprintf(stderr, "hello_web: %s\n", e.what());
+    return 1;
+  }
+  rkt::input_port signals = rkt::make_fd_input_port(signal_fd, "signalfd");
+  rkt::thread([signals, s = *server] {
+    try {
+      (void)signals.read_bytes(sizeof(signalfd_siginfo));
+    } catch (const rkt::exn_fail&) {
+    }
+    s.stop();
+  });
+  std::printf("listening on %s\n", path.c_str());
+  std::fflush(stdout);
+  rkt::sync(server->stopped_evt());
+  signals.close();
+  if (!abstract) ::unlink(path.c_str());
+  return 0;
+}
