@@ -80,7 +80,7 @@ connection::connection(std::shared_ptr<server_state> server, custodian cust, inp
       cust_(std::move(cust)),
       in_(std::move(in)),
       out_(std::move(out)),
-      buf_(new char[kBufferSize]) {
+      buf_(new char[kMinBuffer]) {
   timer_.owner = this;
   llhttp_init(&parser_, HTTP_REQUEST, &kSettings);
   parser_.data = this;
@@ -194,10 +194,15 @@ void connection::execute() {
 int connection::fill() {
   flush_output();
   begin_ = end_ = 0;
+  if (grow_buffer_) {
+    grow_buffer_ = false;
+    buf_size_ *= 2;
+    buf_.reset(new char[buf_size_]);
+  }
   or_eof<std::size_t> n;
   waiting_idle_ = !started_;
   try {
-    n = in_.read_bytes_avail(std::span<char>(buf_.get(), kBufferSize));
+    n = in_.read_bytes_avail(std::span<char>(buf_.get(), buf_size_));
   } catch (const exn_fail& e) {
     waiting_idle_ = false;
     if (timed_out_) return started_ ? 408 : kClose;
@@ -210,6 +215,7 @@ int connection::fill() {
     return started_ ? 400 : kClose;
   }
   end_ = *n;
+  grow_buffer_ = end_ == buf_size_ && buf_size_ < kMaxBuffer;
   return 0;
 }
 
@@ -502,7 +508,7 @@ void connection::close_after_response() {
   std::size_t dropped = 0;
   while (dropped < kLingerBytes) {
     std::optional<or_eof<std::size_t>> r = sync_deadline(
-        until, read_bytes_avail_evt(std::span<char>(buf_.get(), kBufferSize), in_));
+        until, read_bytes_avail_evt(std::span<char>(buf_.get(), buf_size_), in_));
     if (!r || !*r) break;
     dropped += **r;
   }

@@ -2,7 +2,7 @@
 // llhttp, calls the handler, and writes the responses, run by the
 // connection's green thread (server_state.cc spawns it).
 //
-// Reading: bytes go into a fixed buffer, and llhttp runs over them. It is
+// Reading: bytes go into a small buffer that grows while bytes stream in, and llhttp runs over them. It is
 // paused at the end of each head (so that the body can be routed) and of
 // each message (so that requests are served one at a time; a pipelined
 // request stays in the buffer). A body that arrived with its head, or a
@@ -109,8 +109,14 @@ class connection {
   output_port out_;
 
   llhttp_t parser_;
-  static constexpr std::size_t kBufferSize = 8 * 1024;
+  // The read buffer starts small, so an idle keep-alive connection holds
+  // little, and doubles up to kMaxBuffer each time a read fills it (bytes
+  // are streaming in). It is always empty when fill() reads into it.
+  static constexpr std::size_t kMinBuffer = 1024;
+  static constexpr std::size_t kMaxBuffer = 8 * 1024;
   std::unique_ptr<char[]> buf_;
+  std::size_t buf_size_ = kMinBuffer;
+  bool grow_buffer_ = false;  // the last read filled the buffer
   std::size_t begin_ = 0;  // unparsed bytes are [begin_, end_)
   std::size_t end_ = 0;
   bool need_execute_ = false;  // the parser was paused: run it even on no bytes
