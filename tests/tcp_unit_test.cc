@@ -32,6 +32,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -117,6 +118,9 @@ void expect_port_error(const std::optional<rkt::exn_fail_network>& e, const std:
 // --- The two units behind one fixture ---------------------------------------------
 
 enum class unit_kind { tcp, unix_socket };
+
+// For gtest's messages ("GetParam() = UnixSocket").
+void PrintTo(unit_kind k, std::ostream* os) { *os << (k == unit_kind::tcp ? "Tcp" : "UnixSocket"); }
 
 class TcpUnitTest : public rkt::test::clean_test,
                     public ::testing::WithParamInterface<unit_kind> {
