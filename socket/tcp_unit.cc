@@ -9,6 +9,7 @@
 #include "evt/exn.h"
 #include "evt/sync.h"
 #include "ports/fd_port.h"
+#include "socket/internal/path_text.h"
 
 namespace rkt {
 
@@ -18,13 +19,22 @@ tcp_unit_listener::operator evt<tcp_unit_listener>() const {
 
 namespace {
 
-// The unit's own listener inside `l`, or exn_fail_contract naming `who`.
+// How a listener of any unit reads in a message (Racket's printed form).
+std::string describe_listener(const tcp_unit_listener& l) {
+  if (l.get<tcp_listener>() != nullptr) return "#<tcp-listener>";
+  if (l.get<unix_socket_listener>() != nullptr) return "#<unix-socket-listener>";
+  return "#<listener>";
+}
+
+// The unit's own listener inside `l`, or exn_fail_contract naming `who`,
+// the predicate `expected` and what was given, as Racket's contract on
+// the function the unit forwards to words it.
 template <class L>
 const L& own_listener(const tcp_unit_listener& l, const char* who, const char* expected) {
   const L* own = l.get<L>();
   if (own == nullptr) {
     throw exn_fail_contract(std::string(who) + ": contract violation\n  expected: " + expected +
-                            "\n  given: a listener of another tcp_unit");
+                            "\n  given: " + describe_listener(l));
   }
   return *own;
 }
@@ -63,7 +73,7 @@ class tcp_tcp_unit final : public tcp_unit {
 
  private:
   static const tcp_listener& own(const tcp_unit_listener& l, const char* who) {
-    return own_listener<tcp_listener>(l, who, "tcp_listener");
+    return own_listener<tcp_listener>(l, who, "tcp_listener_p");
   }
 };
 
@@ -96,16 +106,20 @@ class unix_socket_tcp_unit final : public tcp_unit {
   bool listener_p(const tcp_unit_listener& l) const override {
     return l.get<unix_socket_listener>() != nullptr;
   }
-  // Racket's unit ignores its argument.
+  // Racket's unit ignores its argument; a listener must still be this
+  // unit's kind (a C++ caller gets the same check from every function).
   tcp_address_info addresses(const input_port&) override { return loopback(); }
   tcp_address_info addresses(const output_port&) override { return loopback(); }
-  tcp_address_info addresses(const tcp_unit_listener&) override { return loopback(); }
+  tcp_address_info addresses(const tcp_unit_listener& l) override {
+    own(l, "tcp_addresses");
+    return loopback();
+  }
   void abandon_port(const input_port& p) override { rkt::abandon_port(p); }
   void abandon_port(const output_port& p) override { rkt::abandon_port(p); }
 
  private:
   static const unix_socket_listener& own(const tcp_unit_listener& l, const char* who) {
-    return own_listener<unix_socket_listener>(l, who, "unix_socket_listener");
+    return own_listener<unix_socket_listener>(l, who, "unix_socket_listener_p");
   }
   static tcp_address_info loopback() {
     return tcp_address_info{.local_host = "127.0.0.1",
@@ -128,7 +142,7 @@ std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path
   if (!unix_socket_path_p(path)) {
     throw exn_fail_contract(
         "make_unix_socket_tcp_unit: contract violation\n  expected: unix_socket_path_p\n  given: " +
-        path.bytes());
+        internal::describe_unix_socket_path(path));
   }
   return std::make_shared<unix_socket_tcp_unit>(path);
 }

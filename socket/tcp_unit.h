@@ -12,13 +12,22 @@
 // socket/unix_socket.h. A listener of either is a tcp_unit_listener: an
 // event ready when accept would not block (or once the listener is closed),
 // whose result is the listener itself. Passing a unit a listener that
-// another kind of unit made raises exn_fail_contract.
+// another kind of unit made raises exn_fail_contract in Racket's words for
+// the function the unit forwards to ("tcp_accept: contract violation\n
+// expected: tcp_listener_p\n  given: #<unix-socket-listener>").
 //
-// Errors are those of the layer below: a failing system call raises
-// exn_fail_network carrying errno from either unit (Racket's unix unit
-// raised a filesystem error for a peer's EPIPE, which racket/web-server#102
-// tripped over); a closed listener or a shut-down custodian raises as
-// tcp.h and unix_socket.h say.
+// Errors. Every failing system call raises exn_fail_network carrying
+// errno, from either unit and from the ports of every connection a unit
+// makes: a write to a peer that has closed (EPIPE), a read or write after
+// the peer reset the connection (ECONNRESET), as well as a refused connect
+// or a path in use. A server catches exn_fail_network around a connection
+// and goes on (racket/web-server#102: Racket's Unix unit let a peer's EPIPE
+// through as exn:fail:filesystem, which its server did not catch). What is
+// not a system call's failure keeps the layer below's exception and
+// message, as in Racket: a closed TCP listener raises exn_fail_contract
+// (tcp.h; closing it twice too), a closed Unix listener makes accept raise
+// exn_fail without errno and closing it again does nothing
+// (unix_socket.h), a shut-down custodian raises exn_fail_contract.
 //
 // Locking: a unit holds no mutable state; its functions may be called from
 // any green thread on any OS thread, as the functions they forward to.
@@ -109,15 +118,19 @@ class tcp_unit {
       const std::optional<std::string>& local_hostname = std::nullopt,
       std::optional<uint16_t> local_port_no = std::nullopt) = 0;
 
-  // Racket's tcp-accept: parks until a connection comes.
+  // Racket's tcp-accept: parks until a connection comes. Its ports belong
+  // to the current custodian.
   virtual std::pair<input_port, output_port> accept(const tcp_unit_listener& listener) = 0;
-  // An event that accepts only when chosen; its ports go to the custodian
-  // current when accept_evt is called.
+  // Racket's tcp-accept-evt: an event that accepts only when chosen; its
+  // ports belong to the custodian current when accept_evt is called (not
+  // when it is synced), so shutting that custodian down closes them.
   virtual evt<std::pair<input_port, output_port>> accept_evt(
       const tcp_unit_listener& listener) = 0;
-  // Racket's tcp-accept-ready?.
+  // Racket's tcp-accept-ready?: whether accept would not block. On a
+  // closed listener the TCP unit raises and the Unix unit answers true
+  // (its listener event is ready), each as Racket's.
   virtual bool accept_ready(const tcp_unit_listener& listener) = 0;
-  // Racket's tcp-close.
+  // Racket's tcp-close. Connections already accepted stay open.
   virtual void close(const tcp_unit_listener& listener) = 0;
   // Whether `listener` is one of this unit's (Racket's tcp-listener?).
   virtual bool listener_p(const tcp_unit_listener& listener) const = 0;
@@ -128,8 +141,10 @@ class tcp_unit {
   virtual tcp_address_info addresses(const output_port& port) = 0;
   virtual tcp_address_info addresses(const tcp_unit_listener& listener) = 0;
 
-  // Racket's tcp-abandon-port: closes the port without shutting down the
-  // connection's direction.
+  // Racket's tcp-abandon-port: closes the port, flushing an output port,
+  // but an output port abandoned while its input port is open sends the
+  // peer no EOF; the connection ends when the input port closes too.
+  // Abandoning an input port is closing it.
   virtual void abandon_port(const input_port& port) = 0;
   virtual void abandon_port(const output_port& port) = 0;
 };
@@ -138,12 +153,20 @@ class tcp_unit {
 std::shared_ptr<tcp_unit> tcp_unit_tcp();
 
 // Racket's make-unix-socket-tcp@: a unit whose listen binds `path` (port,
-// reuse and hostname ignored; max_allow_wait is the backlog) and whose
+// reuse and hostname ignored; max_allow_wait is listen(2)'s backlog, so a
+// full backlog refuses a non-blocking connect with EAGAIN) and whose
 // addresses reports "127.0.0.1" for both ends, local port 1 and remote port
-// 0, whatever the port. Where Racket's unit raises "not supported", this
-// one works: connect connects to `path` (hostname and ports ignored), and
-// abandon_port abandons as TCP does. Raises exn_fail_contract naming `path`
-// when it is not a valid unix_socket_path.
+// 0, whatever port it is given (Racket's unit ignores its argument; a
+// listener must still be this unit's). Listening twice on one path raises
+// exn_fail_network (EADDRINUSE); closing the listener leaves the socket
+// file. Where Racket's unit raises "not supported", this one works:
+// connect connects to `path` (hostname and ports ignored; a full backlog
+// makes it wait, as unix_socket_connect), and abandon_port abandons as the
+// TCP unit's does. `path` is kept as given, so a relative one is resolved
+// against the current directory at each listen and connect, as Racket's.
+// Raises exn_fail_contract naming `path` (an abstract name written as a
+// byte string, "#\"\\0name\"") when it is not a valid unix_socket_path;
+// Racket's unit checks only when it listens.
 std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path);
 
 }  // namespace rkt

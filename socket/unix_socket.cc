@@ -20,6 +20,7 @@
 #include "ports/fd_port.h"
 #include "socket/internal/listener.h"
 #include "socket/internal/owned_fd.h"
+#include "socket/internal/path_text.h"
 
 namespace rkt {
 namespace {
@@ -100,11 +101,13 @@ const char* named_escape(unsigned char c) {
   }
 }
 
+}  // namespace
+
 // What `path` reads as in a message, written as Racket's ~e writes it: a
 // string (other control characters as \uXXXX), or for an abstract name a
 // byte string (other non-printing bytes in octal, three digits when an
 // octal digit follows).
-std::string describe_path(const unix_socket_path& path) {
+std::string internal::describe_unix_socket_path(const unix_socket_path& path) {
   const std::string& b = path.bytes();
   std::string out = path.abstract() ? "#\"" : "\"";
   for (std::size_t i = 0; i < b.size(); ++i) {
@@ -124,6 +127,12 @@ std::string describe_path(const unix_socket_path& path) {
     }
   }
   return out + "\"";
+}
+
+namespace {
+
+std::string describe_path(const unix_socket_path& path) {
+  return internal::describe_unix_socket_path(path);
 }
 
 struct socket_address {

@@ -6,6 +6,7 @@
 //
 //   rkt::test::spawned_child c({.argv = {"/bin/true"}, .fds = {{devnull, 1}}});
 //   std::optional<int> status = c.wait();   // waitpid's status, or nullopt
+//   c.send_signal(SIGTERM); c.exited();      // a signal; a check that does not wait
 //
 // posix_spawn is safe in a multi-threaded test process (no fork of the
 // test's threads and locks). Linux only (pidfd_open, 5.3).
@@ -87,6 +88,26 @@ class spawned_child {
   spawned_child& operator=(const spawned_child&) = delete;
 
   bool started() const { return pid_ > 0; }
+
+  // Sends `sig` to the child if it has not been waited for.
+  void send_signal(int sig) {
+    if (pid_ > 0 && !status_) ::kill(pid_, sig);
+  }
+
+  // Whether the child has exited, without waiting (it is reaped if so).
+  bool exited() {
+    if (status_) return true;
+    if (pid_ <= 0 || pidfd_ < 0) return false;
+    struct pollfd p {pidfd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    int st = 0;
+    pid_t got;
+    do {
+      got = ::waitpid(pid_, &st, WNOHANG);
+    } while (got < 0 && errno == EINTR);
+    if (got == pid_) status_ = st;
+    return status_.has_value();
+  }
 
   // waitpid's status once the child has exited; nullopt, with a test
   // failure, when it has not within `bound` (it is then killed).
