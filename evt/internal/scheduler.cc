@@ -405,13 +405,19 @@ thread_state* scheduler::pick_next_slow() {
       }
       return run_pop();
     }
-    // Nothing runnable: look at everything without blocking.
+    // Nothing runnable. Due timers first; then, only if a thread waits for
+    // the system to be idle, a non-blocking look at the descriptors (ready
+    // I/O means not idle). Otherwise the blocking poll below returns at
+    // once for ready I/O, so a separate non-blocking poll would be a
+    // wasted system call on every idle turn.
     fire_due_timers();
-    if (io_sources_ != 0) poll_io(0);
     if (inbox_nonempty_.load(std::memory_order_acquire)) drain_inbox();
     if (run_head_ != nullptr) return run_pop();
-    // Every green thread is blocked: the system is idle.
     if (!idle_waiters_.empty()) {
+      if (io_sources_ != 0) poll_io(0);
+      if (inbox_nonempty_.load(std::memory_order_acquire)) drain_inbox();
+      if (run_head_ != nullptr) return run_pop();
+      // Every green thread is blocked: the system is idle.
       fire_idle_waiters();
       if (run_head_ != nullptr) return run_pop();
     }
