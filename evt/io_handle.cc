@@ -21,6 +21,9 @@ class io_handle::dir_evt final : public base_evt<void> {
       return;
     }
     list().push_back(&w);
+    // A writer may wait without having seen EAGAIN (a connect in progress):
+    // the reactor must watch the direction from now on.
+    if (dir_ == internal::kWritable) h_->rearm_locked(internal::kWritable);
   }
   void disarm(waiter& w) noexcept override {
     internal::spinlock_guard g(h_->mu_);
@@ -63,7 +66,15 @@ void io_handle::consume(uint64_t seen, uint32_t dirs) {
     uint64_t next = cur & ~static_cast<uint64_t>(dirs);
     if (state_.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) break;
   }
+  internal::spinlock_guard g(mu_);
+  rearm_locked(dirs);
+}
+
+void io_handle::rearm_locked(uint32_t dirs) {
   // A closed handle is no longer registered (and its owner may be gone).
+  // Under mu_ the check holds until rearm returns: close() sets kClosed and
+  // then takes mu_ (in wake()) before it removes the registration, and the
+  // fd is closed only after that.
   if (error_ == 0 && !closed()) sched_->io().rearm(this, dirs);
 }
 

@@ -10,7 +10,10 @@
 //   if (n < 0 && errno == EAGAIN) { h.consume(seen, kReadable); sync(h.readable_evt()); }
 // consume() clears the bit only if no readiness report arrived since
 // `seen`, so an edge that lands between the read and the clear is not lost
-// (tokio's readiness tick).
+// (tokio's readiness tick). A writer tries before it looks at readiness():
+// writability is reported only once a writer has waited for it (consume()
+// with kWritable, or a parked writable_evt()), so that the reactor is not
+// woken each time the peer reads.
 //
 // Invariants:
 //   - state_ = (report sequence << 8) | ready bits; bits only grow between
@@ -162,6 +165,9 @@ class io_handle final : public internal::io_source {
   uint32_t report_dirs_ = 0;           // owner thread: the directions it reports
   int error_ = 0;
   std::atomic<uint64_t> state_{0};
+  // Tells the reactor to report `dirs` again (reactor::rearm). Requires mu_.
+  void rearm_locked(uint32_t dirs);
+
   internal::spinlock mu_;
   waiter_list readers_;  // guarded by mu_
   waiter_list writers_;  // guarded by mu_

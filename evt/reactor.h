@@ -5,6 +5,13 @@
 // and poll(2) (selected with `--define rkt_reactor=poll`, and always available
 // through make_poll_reactor() so that tests can run against both).
 //
+// Reads are watched from add() on; writes from the first rearm(kWritable)
+// on (a writer tries first and asks after EAGAIN, or asks when it waits
+// without trying, as a connect in progress does). A backend may report
+// writability earlier. The epoll backend leaves EPOLLOUT out until asked:
+// with it, every read of the peer's (each response a client reads) would
+// wake the reactor for a direction nobody waits on.
+//
 // Readiness is edge-triggered from the caller's point of view: after a
 // direction has been reported, the backend is only obliged to report it again
 // once the caller has said, through rearm(), that it consumed the readiness
@@ -57,6 +64,9 @@ struct io_source {
   bool removed = false;
   // Backend-private slot (the poll backend keeps its table index here).
   int backend_slot = -1;
+  // Backend-private flags that rearm() may change from any OS thread (the
+  // epoll backend: whether EPOLLOUT is in the registration).
+  std::atomic<uint32_t> backend_flags{0};
 };
 
 class reactor {
@@ -66,8 +76,9 @@ class reactor {
   // "epoll" or "poll".
   virtual const char* name() const = 0;
 
-  // Starts watching src->fd for read and write readiness. Returns 0, or the
-  // errno of the failure (the source is then not registered).
+  // Starts watching src->fd for read readiness (and write readiness once a
+  // rearm() asks for it). Returns 0, or the errno of the failure (the
+  // source is then not registered).
   virtual int add(io_source* src) = 0;
 
   // Stops watching; call before closing the descriptor. Idempotent.
@@ -83,9 +94,11 @@ class reactor {
   // Makes the current or the next wait() return promptly. Any OS thread.
   virtual void wake() = 0;
 
-  // The caller consumed the readiness of `dirs` (it saw EAGAIN): report those
-  // directions again when they become ready. Any OS thread; a backend that
-  // needs it wakes a wait() in progress so that it sees the new interest.
+  // The caller consumed the readiness of `dirs` (it saw EAGAIN), or waits
+  // for them without having seen them: report those directions when they
+  // become ready. Any OS thread, provided src stays registered (and its fd
+  // open) until rearm returns; a backend that needs it wakes a wait() in
+  // progress so that it sees the new interest.
   virtual void rearm(io_source* src, uint32_t dirs) = 0;
 };
 

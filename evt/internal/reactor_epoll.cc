@@ -1,12 +1,18 @@
 // The epoll(7) reactor backend: make_epoll_reactor(), the default on Linux.
 //
 // The contract is in evt/reactor.h. Each descriptor is registered once,
-// edge-triggered, for EPOLLIN|EPOLLOUT|EPOLLRDHUP with the io_source pointer as
-// its epoll data, so readiness costs no epoll_ctl after add(). Cross-thread
-// wake-ups go through an eventfd(2) watched by the same epoll instance.
+// edge-triggered, for EPOLLIN|EPOLLRDHUP with the io_source pointer as its
+// epoll data; EPOLLOUT joins the registration (one EPOLL_CTL_MOD) the first
+// time a writer waits, and stays. Registering EPOLLOUT from the start would
+// wake the reactor each time a peer reads what was sent (a server's every
+// response), for a direction nobody waits on: on a keep-alive HTTP load
+// that was most of the reactor's wake-ups. Cross-thread wake-ups go through
+// an eventfd(2) watched by the same epoll instance.
 //
 // Invariants:
 //   - src->backend_slot is 0 while src is registered with epfd_, -1 otherwise.
+//   - kWatchingOut in src->backend_flags: EPOLLOUT is in the registration, or
+//     the rearm() that adds it is under way.
 //   - Wakes follow wake_fd's protocol (internal/wake_fd.h).
 #include <errno.h>
 #include <sys/epoll.h>
@@ -29,6 +35,9 @@ namespace {
 // Events read per wait(). When more are ready, the next epoll_wait() goes on
 // round robin through the ready set (epoll_wait(2)), so none starves.
 constexpr int kMaxEvents = 256;
+
+// io_source::backend_flags bit.
+constexpr uint32_t kWatchingOut = 1;
 
 // Readiness bits for an epoll event mask. EPOLLERR wakes both directions so
 // that whoever is parked retries its call and sees the error; EPOLLHUP wakes
@@ -53,8 +62,9 @@ class epoll_reactor final : public reactor {
   int add(io_source* src) override {
     if (src->backend_slot >= 0) return EEXIST;
     epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = src;
+    src->backend_flags.store(0, std::memory_order_relaxed);
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, src->fd, &ev) != 0) return errno;
     src->backend_slot = 0;
     src->removed = false;
@@ -103,7 +113,21 @@ class epoll_reactor final : public reactor {
   // practice each wake-up of the file's wait queue (each pipe write, a peer's
   // read) reports the whole current mask again, also before any rearm(), and
   // dropping those reports by want would lose the ones a rearm() needs.
-  void rearm(io_source*, uint32_t) override {}
+  // The one thing to do is to add EPOLLOUT the first time a writer waits:
+  // EPOLL_CTL_MOD checks readiness at once and queues an event if the fd is
+  // writable already, so a transition before the MOD is not lost.
+  void rearm(io_source* src, uint32_t dirs) override {
+    if ((dirs & kWritable) == 0) return;
+    if ((src->backend_flags.fetch_or(kWatchingOut, std::memory_order_acq_rel) &
+         kWatchingOut) != 0) {
+      return;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.ptr = src;
+    // ENOENT/EBADF: the source was removed meanwhile; nothing to watch.
+    epoll_ctl(epfd_, EPOLL_CTL_MOD, src->fd, &ev);
+  }
 
  private:
   // epoll_pwait2 (Linux 5.11, glibc 2.35) takes a timespec; epoll_wait takes
