@@ -24,6 +24,7 @@
 #include "evt/thread.h"
 #include "examples/echo_demo.h"
 #include "examples/echo_server.h"
+#include "examples/stop_signals.h"
 #include "ports/fd_port.h"
 #include "socket/unix_socket.h"
 
@@ -64,18 +65,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: echo [SOCKET_PATH]\n");
     return 2;
   }
-  // Blocked before any other OS thread or child process exists, so that
-  // every OS thread inherits the mask (children get an empty one).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  const int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0) {
-    std::perror("echo: signalfd");
-    return 1;
-  }
+  const int signal_fd = rkt::examples::block_stop_signals("echo");
+  if (signal_fd < 0) return 1;
   if (argc == 2) return serve_until_signalled(argv[1], signal_fd);
   return rkt::examples::run_echo_demo(argv[0], signal_fd);
 }

@@ -22,6 +22,7 @@
 #include "evt/exn.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
+#include "examples/stop_signals.h"
 #include "ports/fd_port.h"
 #include "socket/tcp_unit.h"
 #include "web/server.h"
@@ -46,16 +47,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string path = argc == 2 ? argv[1] : "/tmp/rkt-hello.sock";
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  const int signal_fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0) {
-    std::perror("hello_web: signalfd");
-    return 1;
-  }
+  const int signal_fd = rkt::examples::block_stop_signals("hello_web");
+  if (signal_fd < 0) return 1;
   const bool abstract = !path.empty() && path[0] == '@';
   const rkt::unix_socket_path where =
       abstract ? rkt::unix_socket_path(rkt::unix_socket_abstract_name(std::string(1, '\0') +

@@ -540,14 +540,18 @@ int connection::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     c.field_size_ = 0;
     c.name_at_ = c.req_.raw_.size();
   }
-  c.field_size_ += len;
-  if (c.field_size_ > c.server_->opts_.limits.header) {
-    c.callback_status_ = 431;
+  return c.take_field_bytes(at, len);
+}
+
+int connection::take_field_bytes(const char* at, std::size_t len) {
+  field_size_ += len;
+  if (field_size_ > server_->opts_.limits.header) {
+    callback_status_ = 431;
     return -1;
   }
   // Trailer fields (after the head) are checked but not kept: the handler
   // may be reading the fields already.
-  if (!c.head_done_) c.req_.raw_.append(at, len);
+  if (!head_done_) req_.raw_.append(at, len);
   return 0;
 }
 
@@ -561,14 +565,7 @@ int connection::on_header_field_complete(llhttp_t* p) {
 }
 
 int connection::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
-  connection& c = self(p);
-  c.field_size_ += len;
-  if (c.field_size_ > c.server_->opts_.limits.header) {
-    c.callback_status_ = 431;
-    return -1;
-  }
-  if (!c.head_done_) c.req_.raw_.append(at, len);
-  return 0;
+  return self(p).take_field_bytes(at, len);
 }
 
 int connection::on_header_value_complete(llhttp_t* p) {

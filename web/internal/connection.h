@@ -96,6 +96,9 @@ class connection {
   static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
   static int on_header_field_complete(llhttp_t* p);
   static int on_header_value(llhttp_t* p, const char* at, std::size_t len);
+  // Counts `len` more bytes of the current field (name and value together)
+  // against the header limit (431 past it) and keeps them while in the head.
+  int take_field_bytes(const char* at, std::size_t len);
   static int on_header_value_complete(llhttp_t* p);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, std::size_t len);
