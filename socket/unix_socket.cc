@@ -269,4 +269,55 @@ std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& p
   return make_nonblocking_socket_ports(fd.release(), "unix-socket", who);
 }
 
+namespace {
+
+[[noreturn]] void raise_not_unix_socket_port(const char* who, const std::string& name) {
+  throw exn_fail_contract(std::string(who) +
+                          ": contract violation\n  expected: a Unix-socket port\n  given: " +
+                          name);
+}
+
+template <class Port>
+unix_socket_credentials peer_credentials(const Port& port) {
+  const char* who = "unix_socket_peer_credentials";
+  const int fd = fd_port_descriptor(port);
+  if (fd < 0) {
+    if (port.closed()) {
+      throw exn_fail_network(errno_message(std::string(who) + ": port is closed", EBADF), EBADF);
+    }
+    raise_not_unix_socket_port(who, port.name());
+  }
+#if defined(__linux__)
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX) {
+    raise_not_unix_socket_port(who, port.name());
+  }
+  ucred cred{};
+  len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    const int e = errno;
+    throw exn_fail_network(
+        errno_message(std::string(who) + ": cannot read the peer's credentials\n  port: " +
+                          port.name(),
+                      e),
+        e);
+  }
+  return unix_socket_credentials{.pid = cred.pid, .uid = cred.uid, .gid = cred.gid};
+#else
+  throw exn_fail_network(
+      errno_message(std::string(who) + ": not supported on this system", ENOSYS), ENOSYS);
+#endif
+}
+
+}  // namespace
+
+unix_socket_credentials unix_socket_peer_credentials(const input_port& port) {
+  return peer_credentials(port);
+}
+
+unix_socket_credentials unix_socket_peer_credentials(const output_port& port) {
+  return peer_credentials(port);
+}
+
 }  // namespace rkt

@@ -32,6 +32,8 @@
 #ifndef RKT_SOCKET_UNIX_SOCKET_H_
 #define RKT_SOCKET_UNIX_SOCKET_H_
 
+#include <sys/types.h>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -151,6 +153,23 @@ std::pair<input_port, output_port> unix_socket_accept(const unix_socket_listener
 // that custodian is shut down (as unix_socket_accept).
 evt<std::pair<input_port, output_port>> unix_socket_accept_evt(
     const unix_socket_listener& listener);
+
+// Who is at the other end of a Unix-socket connection, as the kernel
+// recorded it when the connection was made (SO_PEERCRED): the peer's
+// process, user and group ids. Beyond Racket.
+struct unix_socket_credentials {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// The peer credentials of the connection under `port` (either port of a
+// connection from unix_socket_connect or an accept, or an fd port over a
+// Unix stream socket). A port that is not over a Unix socket raises
+// exn_fail_contract; a closed port raises exn_fail_network (EBADF). Linux
+// only: elsewhere it raises exn_fail_network (ENOSYS).
+unix_socket_credentials unix_socket_peer_credentials(const input_port& port);
+unix_socket_credentials unix_socket_peer_credentials(const output_port& port);
 
 }  // namespace rkt
 

@@ -90,6 +90,9 @@ class spawned_child {
   bool started() const { return pid_ > 0; }
 
   // Sends `sig` to the child if it has not been waited for.
+  // The child's process id.
+  pid_t pid() const { return pid_; }
+
   void send_signal(int sig) {
     if (pid_ > 0 && !status_) ::kill(pid_, sig);
   }
