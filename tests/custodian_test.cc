@@ -296,6 +296,7 @@ TEST_F(CustodianTest, ThreadsKilledOnThisOsThreadAreDeadWhenShutdownReturns) {
         return rkt::evt<int>(never);
       }));
     }));
+    // Parked in a sleep that only the kill ends (not a wait for anything).
     ts.push_back(spawn_parked(ready, [&] { rkt::sleep(absl::Hours(1)); }));
     ts.emplace_back([] {});  // not started yet
   }
@@ -354,6 +355,7 @@ TEST_F(CustodianTest, AThreadOfAnotherOsThreadDiesWhenItsSchedulerRunsIt) {
   std::jthread os = start_os_thread([&] {
     rkt::thread t = [&] {
       rkt::custodian_scope in(c);
+      // Parked in a sleep that only the kill ends.
       return rkt::thread([] { rkt::sleep(absl::Hours(1)); });
     }();
     spawned.put(t);

@@ -393,7 +393,9 @@ void accepts_the_pending_connections_once_descriptors_are_freed(const starved_ca
 
   for (int i = 0; i < kFreeAtStart; ++i) sync_within(accepted_one);
 
-  // Starved: connections wait, no descriptor can take them.
+  // Starved: connections wait, no descriptor can take them. The sleep is
+  // the observation window itself (CPU time is measured across it), not a
+  // wait for another thread: nothing is expected to happen during it.
   const absl::Duration cpu_before = process_cpu_time();
   const absl::Time wall_before = absl::Now();
   rkt::sleep(kStarvedWindow);
@@ -482,9 +484,22 @@ void a_stop_event_wins_over_a_starved_accept_evt(family fam) {
   l.close();
 }
 
+// A socket family and a reactor: the parameters of the two suites below.
+using family_and_reactor = std::pair<family, const char*>;
+
+const auto kFamiliesAndReactors =
+    ::testing::Values(family_and_reactor{family::unix_socket, "epoll"},
+                      family_and_reactor{family::unix_socket, "poll"},
+                      family_and_reactor{family::tcp, "epoll"},
+                      family_and_reactor{family::tcp, "poll"});
+
+std::string family_and_reactor_name(const ::testing::TestParamInfo<family_and_reactor>& info) {
+  return std::string(info.param.first == family::unix_socket ? "Unix" : "Tcp") + "On" +
+         (std::string(info.param.second) == "epoll" ? "Epoll" : "Poll");
+}
+
 class StopWhileStarvedTest : public rkt::test::clean_test,
-                             public ::testing::WithParamInterface<std::pair<family, const char*>> {
-};
+                             public ::testing::WithParamInterface<family_and_reactor> {};
 
 TEST_P(StopWhileStarvedTest, AStopEventWinsAndTheConnectionStaysPending) {
   const auto [fam, reactor] = GetParam();
@@ -493,14 +508,7 @@ TEST_P(StopWhileStarvedTest, AStopEventWinsAndTheConnectionStaysPending) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllFamiliesAndReactors, StopWhileStarvedTest,
-    ::testing::Values(std::pair<family, const char*>{family::unix_socket, "epoll"},
-                      std::pair<family, const char*>{family::unix_socket, "poll"},
-                      std::pair<family, const char*>{family::tcp, "epoll"},
-                      std::pair<family, const char*>{family::tcp, "poll"}),
-    [](const ::testing::TestParamInfo<std::pair<family, const char*>>& info) {
-      return std::string(info.param.first == family::unix_socket ? "Unix" : "Tcp") + "On" +
-             (std::string(info.param.second) == "epoll" ? "Epoll" : "Poll");
-    });
+    kFamiliesAndReactors, family_and_reactor_name);
 
 // An accept_evt synced on another OS thread than the listener's: the retry
 // it asks for is posted to the listener's OS thread and runs on its timers.
@@ -550,7 +558,7 @@ void a_starved_accept_on_another_os_thread_recovers(family fam) {
 }
 
 class OtherOsThreadTest : public rkt::test::clean_test,
-                          public ::testing::WithParamInterface<std::pair<family, const char*>> {};
+                          public ::testing::WithParamInterface<family_and_reactor> {};
 
 TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughTheOwnersTimers) {
   const auto [fam, reactor] = GetParam();
@@ -559,13 +567,6 @@ TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughTheOw
 
 INSTANTIATE_TEST_SUITE_P(
     AllFamiliesAndReactors, OtherOsThreadTest,
-    ::testing::Values(std::pair<family, const char*>{family::unix_socket, "epoll"},
-                      std::pair<family, const char*>{family::unix_socket, "poll"},
-                      std::pair<family, const char*>{family::tcp, "epoll"},
-                      std::pair<family, const char*>{family::tcp, "poll"}),
-    [](const ::testing::TestParamInfo<std::pair<family, const char*>>& info) {
-      return std::string(info.param.first == family::unix_socket ? "Unix" : "Tcp") + "On" +
-             (std::string(info.param.second) == "epoll" ? "Epoll" : "Poll");
-    });
+    kFamiliesAndReactors, family_and_reactor_name);
 
 }  // namespace
