@@ -168,6 +168,22 @@ class TcpUnitTest : public rkt::test::clean_test,
   conn accept(const rkt::tcp_unit_listener& l) {
     return conn(on_green_thread([&] { return unit_->accept(l); }));
   }
+  // The client end of a connection whose server end was closed with a
+  // reset: on TCP by SO_LINGER 0, on a Unix socket by closing with bytes
+  // unread.
+  conn client_of_reset_connection() {
+    rkt::tcp_unit_listener l = listen();
+    conn client = connect(l);
+    conn server = accept(l);
+    unit_->close(l);
+    if (tcp()) {
+      reset_on_close(rkt::fd_port_descriptor(server.in));
+    } else {
+      send(client.out, "never read");
+    }
+    server.close();
+    return client;
+  }
 
   std::optional<temp_dir> dir_;
   std::shared_ptr<rkt::tcp_unit> unit_;
@@ -406,33 +422,14 @@ TEST_P(TcpUnitTest, WritingToAPeerThatClosedRaisesEpipeAsANetworkError) {
 }
 
 TEST_P(TcpUnitTest, ReadingAfterThePeerResetRaisesEconnresetAsANetworkError) {
-  rkt::tcp_unit_listener l = listen();
-  conn client = connect(l);
-  conn server = accept(l);
-  unit_->close(l);
-  if (tcp()) {
-    reset_on_close(rkt::fd_port_descriptor(server.in));
-  } else {
-    // A Unix socket closed with bytes unread resets its peer.
-    send(client.out, "never read");
-  }
-  server.close();
+  conn client = client_of_reset_connection();
   auto e = raised<rkt::exn_fail_network>([&] { arrives(client.in, 1); });
   expect_port_error(e, "error reading from stream port", port_name(), {ECONNRESET});
   client.close();
 }
 
 TEST_P(TcpUnitTest, WritingAfterThePeerResetRaisesANetworkError) {
-  rkt::tcp_unit_listener l = listen();
-  conn client = connect(l);
-  conn server = accept(l);
-  unit_->close(l);
-  if (tcp()) {
-    reset_on_close(rkt::fd_port_descriptor(server.in));
-  } else {
-    send(client.out, "never read");
-  }
-  server.close();
+  conn client = client_of_reset_connection();
   if (tcp()) {
     ASSERT_TRUE(wait_for_socket_error(rkt::fd_port_descriptor(client.out)));
   }
