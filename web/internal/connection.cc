@@ -193,12 +193,13 @@ void connection::execute() {
 // Writes pending output, then reads more input into the (empty) buffer.
 int connection::fill() {
   flush_output();
-  begin_ = end_ = 0;
-  if (grow_buffer_) {
-    grow_buffer_ = false;
+  // end_ is still the size of the last read; one that filled the buffer
+  // means bytes are streaming in.
+  if (end_ == buf_size_ && buf_size_ < kMaxBuffer) {
     buf_size_ *= 2;
     buf_.reset(new char[buf_size_]);
   }
+  begin_ = end_ = 0;
   or_eof<std::size_t> n;
   waiting_idle_ = !started_;
   try {
@@ -215,7 +216,6 @@ int connection::fill() {
     return started_ ? 400 : kClose;
   }
   end_ = *n;
-  grow_buffer_ = end_ == buf_size_ && buf_size_ < kMaxBuffer;
   return 0;
 }
 

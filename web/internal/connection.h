@@ -119,7 +119,6 @@ class connection {
   static constexpr std::size_t kMaxBuffer = 8 * 1024;
   std::unique_ptr<char[]> buf_;
   std::size_t buf_size_ = kMinBuffer;
-  bool grow_buffer_ = false;  // the last read filled the buffer
   std::size_t begin_ = 0;  // unparsed bytes are [begin_, end_)
   std::size_t end_ = 0;
   bool need_execute_ = false;  // the parser was paused: run it even on no bytes
