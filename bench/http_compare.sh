@@ -28,8 +28,7 @@
 #   MEMCONNS (not measured for the nginx-in-front rows).
 # Every column is the median over the rounds; the ratios (x C) are medians
 # of the per-round ratios to the C baseline of the same round.
-# Servers whose binary or toolchain is missing are skipped with a note; the
-# rkt rows are skipped until //examples:hello_web exists.
+# Servers whose binary or toolchain is missing are skipped with a note.
 # Exit status: 1 if any run failed or a server did not shut down cleanly.
 set -euo pipefail
 
@@ -127,16 +126,12 @@ if [[ -n "${RKT_SERVER:-}" ]]; then
   CMD[rkt]="$WORK/hello_web"
   note "rkt rows run RKT_SERVER=$RKT_SERVER, not a fresh //examples:hello_web"
 elif [[ " $SERVERS " == *" rkt "* || " $SERVERS " == *" nginx-rkt "* ]]; then
-  if ./bazelw query //examples:hello_web >/dev/null 2>&1; then
-    if ./bazelw build -c opt //examples:hello_web; then
-      cp "$BIN/examples/hello_web" "$WORK/hello_web"
-      CMD[rkt]="$WORK/hello_web"
-    else
-      note "rkt: //examples:hello_web failed to build; rkt rows skipped"
-      FAILED=1
-    fi
+  if ./bazelw build -c opt //examples:hello_web; then
+    cp "$BIN/examples/hello_web" "$WORK/hello_web"
+    CMD[rkt]="$WORK/hello_web"
   else
-    note "rkt: no target //examples:hello_web yet; rkt rows skipped (pending)"
+    note "rkt: //examples:hello_web failed to build; rkt rows skipped"
+    FAILED=1
   fi
 fi
 if [[ " $SERVERS " == *" go "* ]]; then
