@@ -114,6 +114,11 @@ void await_death(thread_state* t) {
 
 std::size_t thread_options::min_stack_size() { return internal::stack_pool::min_stack_size(); }
 
+const char* stack_guard_name() {
+  return internal::stack_guard_kind() == internal::guard_kind::guard_pages ? "guard-pages"
+                                                                            : "mprotect";
+}
+
 thread::thread(absl::AnyInvocable<void()> fn, thread_options options)
     : ts_(internal::scheduler::current().spawn(std::move(fn), options.stack_size)) {
   // The thread has not run yet: it starts when the spawner next switches.

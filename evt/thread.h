@@ -57,6 +57,16 @@ struct thread_options {
   // a stack overflow faults (SIGSEGV) and never writes into another green
   // thread's stack. Frames larger than the guard are caught too in code
   // built with -fstack-clash-protection, as rkt's own code is.
+  //
+  // How many green threads can live at once (stack_guard_name()): on Linux
+  // 6.13 and later the guards are guard pages (madvise MADV_GUARD_INSTALL),
+  // which do not split the stacks' mapping, so only memory and address
+  // space bound the count (100,000 parked threads fit in one mapping).
+  // Where the kernel lacks them, each guard is an mprotect(PROT_NONE) range
+  // and each stack costs two of the process's vm.max_map_count mappings:
+  // about 32,700 green threads with the default 65530, more after
+  // `sysctl -w vm.max_map_count=N` (about N / 2 threads). Spawning past the
+  // limit raises std::system_error (ENOMEM).
   std::size_t stack_size = 0;
   // Shown in messages as Racket shows a named thread: #<thread:NAME>
   // (unnamed: #<thread>).
@@ -132,6 +142,12 @@ std::size_t live_thread_count();
 // The reactor backend of the calling OS thread's scheduler: "epoll" or
 // "poll" (evt/reactor.h says how it is chosen).
 const char* reactor_name();
+
+// How this process guards green-thread stacks (thread_options::stack_size):
+// "guard-pages" (madvise MADV_GUARD_INSTALL) or "mprotect" (a kernel before
+// Linux 6.13, or RKT_STACK_GUARD=mprotect in the environment, for tests).
+// Decided once per process, by the first stack mapped or by this call.
+const char* stack_guard_name();
 
 // Lets the other runnable green threads of this OS thread run first.
 void yield();

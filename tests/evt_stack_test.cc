@@ -14,6 +14,13 @@
 // bottom, it moves its stack pointer down so that the frame that crosses
 // the bottom reaches as far below it as the frame's size allows.
 //
+// Where the guard is: with guard pages (rkt::stack_guard_name() ==
+// "guard-pages", madvise MADV_GUARD_INSTALL) the guard is inside the
+// stacks' one mapping, found from the guard bit of /proc/self/pagemap; with
+// mprotect guards (the fallback, forced by RKT_STACK_GUARD=mprotect in the
+// evt_stack_mprotect_test target) it is a no-access mapping of its own in
+// /proc/self/maps. The same tests run both ways.
+//
 // The child's SIGSEGV handler runs on an alternate signal stack: it checks
 // every other thread's canary and that the fault was in the overflowing
 // stack's guard, writes its verdict to stderr, restores the default action
@@ -29,7 +36,9 @@
 // it; there the test shows only that the overflow faults in the guard and
 // that parked threads are intact (the plain and ASan runs cover the
 // neighbour).
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -197,6 +206,61 @@ const mapping* mapping_ending_at(const std::vector<mapping>& maps, uintptr_t a) 
   return nullptr;
 }
 
+std::size_t page_bytes() { return static_cast<std::size_t>(sysconf(_SC_PAGESIZE)); }
+
+bool guard_pages() { return std::strcmp(rkt::stack_guard_name(), "guard-pages") == 0; }
+
+// Whether the page at `a` is a guard page (bit 58 of its /proc/self/pagemap
+// entry, Linux 6.14 and later; MADV_GUARD_INSTALL came in 6.13).
+bool is_guard_page(uintptr_t a) {
+  static const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  uint64_t entry = 0;
+  const off_t at = static_cast<off_t>(a / page_bytes() * sizeof entry);
+  if (fd < 0 || pread(fd, &entry, sizeof entry, at) != static_cast<ssize_t>(sizeof entry)) {
+    return false;
+  }
+  return ((entry >> 58) & 1) != 0;
+}
+
+// The guard below the stack that holds `p`: [*lo, *hi), *hi being the
+// stack's bottom. False when there is none within `max_stack` bytes below.
+bool find_guard_below(const std::vector<mapping>& maps, const volatile void* p,
+                      std::size_t max_stack, uintptr_t* lo, uintptr_t* hi) {
+  const mapping* stack = mapping_containing(maps, p);
+  if (stack == nullptr) return false;
+  if (!guard_pages()) {
+    const mapping* guard = mapping_ending_at(maps, stack->lo);
+    if (guard == nullptr || !guard->no_access) return false;
+    *lo = guard->lo;
+    *hi = guard->hi;
+    return true;
+  }
+  const std::size_t page = page_bytes();
+  uintptr_t a = reinterpret_cast<uintptr_t>(p) / page * page;
+  const uintptr_t floor = a - std::min<uintptr_t>(a, max_stack);
+  while (a > stack->lo && a > floor && !is_guard_page(a - page)) a -= page;
+  if (a <= stack->lo || a <= floor) return false;
+  *hi = a;
+  while (a > stack->lo && is_guard_page(a - page)) a -= page;
+  *lo = a;
+  return true;
+}
+
+// Whether `p` lies in a stack whose top is `top`: the same mapping, with no
+// guard page between.
+bool in_stack_ending_at(const std::vector<mapping>& maps, const volatile void* p, uintptr_t top) {
+  const mapping* m = mapping_containing(maps, p);
+  if (m == nullptr) return false;
+  if (!guard_pages()) return m->hi == top;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  if (a >= top || top > m->hi) return false;
+  const std::size_t page = page_bytes();
+  for (uintptr_t q = a / page * page; q < top; q += page) {
+    if (is_guard_page(q)) return false;
+  }
+  return true;
+}
+
 [[noreturn]] void fail_child(const char* why) {
   write_stderr(why);
   write_stderr("\n");
@@ -234,16 +298,17 @@ const mapping* mapping_ending_at(const std::vector<mapping>& maps, uintptr_t a) 
 
   // Pick a thread whose stack has, below its guard, another one's stack.
   const std::vector<mapping> maps = read_mappings();
+  uintptr_t lo = 0, hi = 0;
   for (int t = 0; t < kThreads && overflowing < 0; ++t) {
-    const mapping* stack = mapping_containing(maps, canaries[t]);
-    const mapping* guard = stack != nullptr ? mapping_ending_at(maps, stack->lo) : nullptr;
-    if (guard == nullptr || !guard->no_access) fail_child("layout: a stack without a guard");
+    if (!find_guard_below(maps, canaries[t], options.stack_size + 2 * page_bytes(), &lo, &hi)) {
+      fail_child("layout: a stack without a guard");
+    }
+    if (hi - lo < kDocumentedGuard) fail_child("layout: a guard smaller than documented");
     for (int below = 0; below < kThreads; ++below) {
-      const mapping* m = mapping_containing(maps, canaries[below]);
-      if (m != nullptr && m->hi == guard->lo) {
+      if (below != t && in_stack_ending_at(maps, canaries[below], lo)) {
         overflowing = t;
-        guard_lo = guard->lo;
-        guard_hi = guard->hi;
+        guard_lo = lo;
+        guard_hi = hi;
       }
     }
   }
@@ -252,9 +317,8 @@ const mapping* mapping_ending_at(const std::vector<mapping>& maps, uintptr_t a) 
   // below a guard is that, never another stack: overflow any of them.
   if (overflowing < 0) {
     overflowing = 0;
-    const mapping* stack = mapping_containing(maps, canaries[0]);
-    guard_lo = mapping_ending_at(maps, stack->lo)->lo;
-    guard_hi = stack->lo;
+    find_guard_below(maps, canaries[0], options.stack_size + 2 * page_bytes(), &guard_lo,
+                     &guard_hi);
   }
 #endif
   if (overflowing < 0) fail_child("layout: no stack lies directly below another's guard");
@@ -312,6 +376,77 @@ INSTANTIATE_TEST_SUITE_P(FrameKiB, EvtStackOverflowTest,
                          [](const ::testing::TestParamInfo<std::size_t>& info) {
                            return std::to_string(info.param) + "KiB";
                          });
+
+// ---------------------------------------------------------------------------
+// How the guards are made, and what that costs in kernel mappings.
+
+class EvtStackGuardTest : public rkt::test::clean_test {};
+
+std::size_t maps_lines() {
+  FILE* f = std::fopen("/proc/self/maps", "r");
+  if (f == nullptr) return 0;
+  std::size_t n = 0;
+  for (int c; (c = std::fgetc(f)) != EOF;) n += c == '\n';
+  std::fclose(f);
+  return n;
+}
+
+// What this kernel and environment should give: guard pages where
+// MADV_GUARD_INSTALL (102) works, unless the environment asks for mprotect.
+std::string expected_guard_name() {
+  const char* forced = std::getenv("RKT_STACK_GUARD");
+  if (forced != nullptr && std::string(forced) == "mprotect") return "mprotect";
+  const std::size_t page = page_bytes();
+  void* m = mmap(nullptr, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) throw std::system_error(errno, std::generic_category(), "mmap");
+  const bool works = madvise(m, page, 102) == 0;
+  munmap(m, 2 * page);
+  return works ? "guard-pages" : "mprotect";
+}
+
+TEST_F(EvtStackGuardTest, KindIsTheOneThisKernelAndEnvironmentGive) {
+  EXPECT_EQ(rkt::stack_guard_name(), expected_guard_name());
+}
+
+// Many parked green threads: with guard pages their stacks merge into a
+// handful of mappings; with mprotect guards each costs two.
+TEST_F(EvtStackGuardTest, ParkedThreadsCostMappingsOnlyWithMprotectGuards) {
+#if defined(RKT_ASAN) || defined(RKT_TSAN)
+  // Sanitizer stacks are 1 MiB; TSan also maps each fiber's state next to
+  // its stack, which keeps the stacks' mappings apart.
+  constexpr int kParked = 10'000;
+#else
+  // Past vm.max_map_count / 2 (65530 / 2 by default) only with guard pages.
+  const int kParked = guard_pages() ? 100'000 : 10'000;
+#endif
+  const std::size_t before = maps_lines();
+  rkt::semaphore release;
+  rkt::semaphore parked;
+  std::vector<rkt::thread> threads;
+  threads.reserve(static_cast<std::size_t>(kParked));
+  for (int i = 0; i < kParked; ++i) {
+    threads.emplace_back([&] {
+      parked.post();
+      release.wait();
+    });
+  }
+  for (int i = 0; i < kParked; ++i) sync_within(parked);
+  const std::size_t during = maps_lines();
+  for (int i = 0; i < kParked; ++i) release.post();
+  for (const rkt::thread& t : threads) rkt::test::await(t);
+  const std::size_t added = during > before ? during - before : 0;
+  if (guard_pages()) {
+#if defined(RKT_TSAN)
+    EXPECT_LE(added, 2 * static_cast<std::size_t>(kParked) + 100);
+#else
+    // The parked threads' heap may add a few mappings, the stacks about one.
+    EXPECT_LE(added, 100u) << kParked << " parked threads";
+#endif
+  } else {
+    // Each new stack is two mappings (the stack pool may reuse up to 256).
+    EXPECT_GE(added, 2 * static_cast<std::size_t>(kParked - 256)) << kParked << " parked threads";
+  }
+}
 
 // ---------------------------------------------------------------------------
 // The minimum stack size.

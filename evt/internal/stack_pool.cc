@@ -5,8 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #if defined(RKT_ASAN)
 #include <sanitizer/asan_interface.h>
@@ -22,10 +25,40 @@ std::size_t page_size() {
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
+// Linux 6.13's value; older headers lack the name.
+#if !defined(MADV_GUARD_INSTALL)
+#define MADV_GUARD_INSTALL 102
+#endif
+
+// 0: not decided yet; else 1 + guard_kind. Decided by the first stack any
+// scheduler maps; a race between two first stacks decides the same way.
+std::atomic<int> decided_kind{0};
+
+bool forced_mprotect() {
+  const char* v = std::getenv("RKT_STACK_GUARD");
+  return v != nullptr && std::strcmp(v, "mprotect") == 0;
+}
+
 // Makes [lowest, lowest + size) fault on any access. It stays inside the
-// stack's mapping, so munmap of the mapping removes it too.
+// stack's mapping, so munmap of the mapping removes it too. The first call
+// in the process tries guard pages; EINVAL (a kernel without them) makes
+// this and every later call use mprotect.
 bool install_guard(void* lowest, std::size_t size) {
-  return mprotect(lowest, size, PROT_NONE) == 0;
+  int kind = decided_kind.load(std::memory_order_relaxed);
+  if (kind == 0) {
+    kind = 1 + static_cast<int>(forced_mprotect() ? guard_kind::mprotect : guard_kind::guard_pages);
+  }
+  if (kind == 1 + static_cast<int>(guard_kind::guard_pages)) {
+    if (madvise(lowest, size, MADV_GUARD_INSTALL) == 0) {
+      decided_kind.store(kind, std::memory_order_relaxed);
+      return true;
+    }
+    if (errno != EINVAL) return false;
+    kind = 1 + static_cast<int>(guard_kind::mprotect);
+  }
+  if (mprotect(lowest, size, PROT_NONE) != 0) return false;
+  decided_kind.store(kind, std::memory_order_relaxed);
+  return true;
 }
 
 // A dead fiber never returned from the frames it had when it switched away
@@ -50,6 +83,22 @@ void unpoison(const fiber_stack& s, const void* lowest_used) {
 }
 
 }  // namespace
+
+guard_kind stack_guard_kind() {
+  int kind = decided_kind.load(std::memory_order_relaxed);
+  if (kind == 0) {
+    // No stack yet: decide now, on a page of address space of our own.
+    const std::size_t page = page_size();
+    void* m = mmap(nullptr, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+      install_guard(m, page);
+      munmap(m, page);
+    }
+    kind = decided_kind.load(std::memory_order_relaxed);
+    if (kind == 0) return guard_kind::mprotect;  // no memory to try with
+  }
+  return static_cast<guard_kind>(kind - 1);
+}
 
 // What a green thread needs at the least: rkt's switch path, a sync that
 // parks, a throw caught in the thread (the unwinder's frames), the kill

@@ -20,13 +20,22 @@
 // another stack (whose own guard is its lowest part) or memory that does
 // not grow down into this one.
 //
-// Cost: the guard takes address space only (never touched, so no memory and
-// no page tables) and splits the mapping in two, so each stack is two kernel
-// mappings; that bounds the number of live green threads by
-// vm.max_map_count (65530 by default). install_guard() is the one place
-// that makes the guard (MADV_GUARD_INSTALL, where the kernel has it, would
-// make it without the second mapping). The sizes are documented for users
-// in evt/thread.h (thread_options).
+// How the guard is made (install_guard(), decided once per process):
+//   - guard pages (madvise MADV_GUARD_INSTALL, Linux 6.13 and later): the
+//     guard is a range of page-table markers that fault like PROT_NONE but
+//     leave the mapping whole. The stacks' mappings all have the same flags,
+//     and mmap places each new one right below the last, so the kernel
+//     merges them: 100,000 stacks are about one line of /proc/self/maps,
+//     and vm.max_map_count does not bound the number of green threads.
+//   - mprotect(PROT_NONE), where the kernel refuses the above (EINVAL): the
+//     guard splits the mapping, so each stack costs two kernel mappings and
+//     the number of live green threads stops at about vm.max_map_count / 2
+//     (32,765 with the default 65530; `sysctl vm.max_map_count=262144`
+//     raises it). Setting RKT_STACK_GUARD=mprotect in the environment picks
+//     this way even where guard pages work (for tests).
+// Either way the guard takes address space only (never touched: no memory,
+// no page tables beyond the markers). The sizes are documented for users in
+// evt/thread.h (thread_options).
 //
 // Invariants: owned by one scheduler and used on its OS thread only.
 #ifndef RKT_EVT_INTERNAL_STACK_POOL_H_
@@ -47,6 +56,10 @@ struct fiber_stack {
   std::size_t usable_size() const { return mapping_size - guard_size; }
   void* top() const { return static_cast<char*>(mapping) + mapping_size; }
 };
+
+// How this process makes the guard regions (see above).
+enum class guard_kind { guard_pages, mprotect };
+guard_kind stack_guard_kind();
 
 class stack_pool {
  public:
