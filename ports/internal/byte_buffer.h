@@ -1,7 +1,9 @@
 // byte_buffer: a FIFO of bytes kept contiguous, so that scanning for a line
 // separator or handing out a prefix is a string_view. Appends go to the
 // tail; reads drop from the head; the bytes slide down to the start when
-// that makes room. Not thread-safe: its owner's lock guards it.
+// that makes room. Storage is allocated by the first append and may be
+// given back whenever the buffer is empty (release_if_empty). Not
+// thread-safe: its owner's lock guards it.
 #ifndef RKT_PORTS_INTERNAL_BYTE_BUFFER_H_
 #define RKT_PORTS_INTERNAL_BYTE_BUFFER_H_
 
@@ -43,6 +45,16 @@ class byte_buffer {
   }
 
   void clear() { head_ = tail_ = 0; }
+
+  // Frees the storage of an empty buffer, so that a port with nothing in
+  // flight holds no buffer (an idle connection costs no buffer memory); the
+  // next prepare() or append() allocates again. No-op when bytes are held.
+  void release_if_empty() {
+    if (tail_ != head_ || data_ == nullptr) return;
+    data_.reset();
+    cap_ = head_ = tail_ = 0;
+  }
+  std::size_t capacity() const { return cap_; }
 
  private:
   void make_room(std::size_t n) {

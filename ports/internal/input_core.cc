@@ -113,6 +113,9 @@ input_core::attempt input_core::attempt_locked(const read_request& req, commit_t
         error_pending_ = error;
         break;
       case fill_status::would_block:
+        // The reader is about to park on an empty buffer: it holds no
+        // storage while it waits (idle connections, issue 12).
+        buf.release_if_empty();
         may_fill = false;
         return attempt::not_ready;
     }

@@ -45,6 +45,8 @@ bool output_core::flush_some_locked(int& error, bool fresh) {
     if (r.n == 0) return false;
     buffer_.consume(r.n);
   }
+  // All written: an idle port keeps no buffer (issue 12).
+  buffer_.release_if_empty();
   return true;
 }
 
