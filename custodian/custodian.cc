@@ -44,11 +44,22 @@ class custodian_state {
   const semaphore signal;
   const evt<void> signal_evt;
 
-  // Drops the expired weak entries. Requires: mu held.
-  void compact() {
-    std::erase_if(children, [](const auto& w) { return w.expired(); });
-    std::erase_if(resources, [](const auto& w) { return w.expired(); });
+  // Appends `w` to `list` (children or resources), first dropping the
+  // list's expired entries once it has reached `compact_at`, which is then
+  // set to twice what survived: registering stays amortized O(1) however
+  // many live entries there are (compacting every 64 appends made 100,000
+  // live connections quadratic). Requires: mu held.
+  template <class T>
+  static void append(std::vector<std::weak_ptr<T>>& list, std::size_t& compact_at,
+                     std::weak_ptr<T> w) {
+    if (list.size() >= compact_at) {
+      std::erase_if(list, [](const auto& e) { return e.expired(); });
+      compact_at = 2 * list.size() + 64;
+    }
+    list.push_back(std::move(w));
   }
+  std::size_t children_compact_at = 64;   // guarded by mu
+  std::size_t resources_compact_at = 64;  // guarded by mu
 
   // Whether `this` is `other` or one of its (indirect) subordinates.
   bool within(const custodian_state* other) const {
@@ -243,8 +254,7 @@ void custodian::check_not_shut_down(const char* who) const {
 bool custodian::try_manage(const std::shared_ptr<managed_resource>& r) const {
   std::lock_guard<std::mutex> g(st_->mu);
   if (st_->shut_down.load(std::memory_order_relaxed)) return false;
-  if (st_->resources.size() % 64 == 63) st_->compact();
-  st_->resources.push_back(r);
+  st_->append(st_->resources, st_->resources_compact_at, std::weak_ptr<managed_resource>(r));
   return true;
 }
 
@@ -327,8 +337,8 @@ custodian make_custodian(const custodian& parent) {
   if (parent.state()->shut_down.load(std::memory_order_relaxed)) {
     internal::raise_shut_down("make-custodian");
   }
-  if (parent.state()->children.size() % 64 == 63) parent.state()->compact();
-  parent.state()->children.push_back(child);
+  internal::custodian_state& p = *parent.state();
+  p.append(p.children, p.children_compact_at, std::weak_ptr<internal::custodian_state>(child));
   return custodian(std::move(child));
 }
 

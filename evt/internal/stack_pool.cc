@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
@@ -124,6 +125,22 @@ std::size_t stack_pool::default_stack_size() {
 
 stack_pool::~stack_pool() {
   for (const fiber_stack& s : cached_) munmap(s.mapping, s.mapping_size);
+  unmap_pending();
+}
+
+void stack_pool::unmap_pending() {
+  std::sort(to_unmap_.begin(), to_unmap_.end(),
+            [](const fiber_stack& a, const fiber_stack& b) { return a.mapping < b.mapping; });
+  std::size_t i = 0;
+  while (i < to_unmap_.size()) {
+    char* const lo = static_cast<char*>(to_unmap_[i].mapping);
+    char* hi = lo + to_unmap_[i].mapping_size;
+    for (++i; i < to_unmap_.size() && to_unmap_[i].mapping == hi; ++i) {
+      hi += to_unmap_[i].mapping_size;
+    }
+    munmap(lo, static_cast<std::size_t>(hi - lo));
+  }
+  to_unmap_.clear();
 }
 
 fiber_stack stack_pool::acquire(std::size_t usable_size) {
@@ -166,7 +183,8 @@ void stack_pool::release(fiber_stack s, const void* lowest_used) {
     cached_.push_back(s);
     return;
   }
-  munmap(s.mapping, s.mapping_size);
+  to_unmap_.push_back(s);
+  if (to_unmap_.size() >= kUnmapBatch) unmap_pending();
 }
 
 }  // namespace rkt::internal

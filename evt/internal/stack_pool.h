@@ -87,7 +87,15 @@ class stack_pool {
 
  private:
   static constexpr std::size_t kMaxCached = 256;
-  std::vector<fiber_stack> cached_;  // all of default_stack_size()
+  // Stacks beyond the cache are unmapped kUnmapBatch at a time, adjacent
+  // ones in one munmap: each munmap flushes the TLB (on a virtual machine,
+  // an interrupt to every CPU the process ran on), and the stacks of
+  // threads that die together (a custodian shutdown) are usually adjacent.
+  static constexpr std::size_t kUnmapBatch = 64;
+  void unmap_pending();
+
+  std::vector<fiber_stack> cached_;   // all of default_stack_size()
+  std::vector<fiber_stack> to_unmap_;  // released, not cached; < kUnmapBatch
 };
 
 }  // namespace rkt::internal
