@@ -11,7 +11,7 @@
 //   - a stop event still wins a choice with a starved accept_evt, and the
 //     connection it was waiting for stays pending for the next accepter;
 //   - an accept_evt synced on another OS thread than the listener's
-//     recovers too (its retry runs on the listener's OS thread).
+//     recovers too (its retry runs on that thread's own station).
 //
 // Each case runs on a fresh OS thread whose scheduler gets the reactor named
 // by the case (RKT_REACTOR is read when a scheduler is created), so both
@@ -510,8 +510,8 @@ INSTANTIATE_TEST_SUITE_P(
     AllFamiliesAndReactors, StopWhileStarvedTest,
     kFamiliesAndReactors, family_and_reactor_name);
 
-// An accept_evt synced on another OS thread than the listener's: the retry
-// it asks for is posted to the listener's OS thread and runs on its timers.
+// An accept_evt synced on another OS thread than the listener's: it parks on
+// that thread's station, whose retries run on that thread's timers.
 void a_starved_accept_on_another_os_thread_recovers(family fam) {
   server_listener l(fam);
   child_clients kids(l);
@@ -545,7 +545,7 @@ void a_starved_accept_on_another_os_thread_recovers(family fam) {
   {
     fd_starvation starve(0);
     go.post();
-    // This OS thread idles in its scheduler meanwhile: the retries run here.
+    // This OS thread idles in its scheduler meanwhile.
     EXPECT_FALSE(rkt::sync_timeout(kStarvedWindow, accepted_one))
         << "accepted without a descriptor to spare";
     starve.release();
