@@ -560,7 +560,7 @@ void a_starved_accept_on_another_os_thread_recovers(family fam) {
 class OtherOsThreadTest : public rkt::test::clean_test,
                           public ::testing::WithParamInterface<family_and_reactor> {};
 
-TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughTheOwnersTimers) {
+TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughItsOwnStation) {
   const auto [fam, reactor] = GetParam();
   on_reactor(reactor, [fam = fam] { a_starved_accept_on_another_os_thread_recovers(fam); });
 }

@@ -283,7 +283,8 @@ void listener_station::close_and_serve() {
 
 listener_station::stats listener_station::snapshot() {
   std::lock_guard<std::mutex> g(mu_);
-  return stats{owner_, reports_, accepts_, withdrawn_};
+  return stats{owner_, reports_, accepts_, withdrawn_,
+               !ready_waiters_.empty() || !accept_waiters_.empty()};
 }
 
 // --- listener_state --------------------------------------------------------

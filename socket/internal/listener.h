@@ -158,6 +158,7 @@ class listener_station final : public io_listener {
     uint64_t reports;       // reports its handle received
     uint64_t accepts;       // connections it accepted
     bool withdrawn;         // its registration is withdrawn now
+    bool parked;            // syncs are parked on it now
   };
   stats snapshot();
 
