@@ -126,26 +126,26 @@ void listener_station::nudge() {
 }
 
 void listener_station::on_io(uint32_t events) noexcept {
-  bool nudge_others = false;
   {
     std::lock_guard<std::mutex> g(mu_);
     ++reports_;
     const bool attended = !ready_waiters_.empty() || !accept_waiters_.empty();
     serve_locked();
-    if (!attended && !closed_ && (events & io_handle::kClosed) == 0) {
-      // Nothing parked here: a connection may be waiting that this thread
-      // will not take (listener.h, Unattended stations).
-      nudge_others = true;
-      if (!unattended_) {
-        unattended_ = true;
-      } else if (!withdrawn_) {
-        withdrawn_ = true;
-        io_->withdraw();
-      }
-    }
+    if (attended || closed_ || (events & io_handle::kClosed) != 0) return;
   }
-  if (nudge_others) {
-    if (const std::shared_ptr<listener_state> st = st_.lock()) st->nudge_other_than(this);
+  // Nothing was parked here: a connection may be waiting that this thread
+  // will not take (listener.h, Unattended stations). Only when another
+  // station can take it is this one marked, and then withdrawn: a lone
+  // station keeps its registration whatever its thread does.
+  const std::shared_ptr<listener_state> st = st_.lock();
+  if (st == nullptr || !st->nudge_other_than(this)) return;
+  std::lock_guard<std::mutex> g(mu_);
+  if (closed_ || !ready_waiters_.empty() || !accept_waiters_.empty()) return;  // attended since
+  if (!unattended_) {
+    unattended_ = true;
+  } else if (!withdrawn_) {
+    withdrawn_ = true;
+    io_->withdraw();  // owner thread: reports run there
   }
 }
 
@@ -325,6 +325,19 @@ bool listener_state::closed() const {
   return closed_;
 }
 
+bool listener_state::ready_now() const {
+  // Under mu_: while closed_ is false the fd is open (it is closed only
+  // after close() has set closed_).
+  std::lock_guard<std::mutex> g(mu_);
+  if (closed_) return true;
+  pollfd p{fd_, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0;
+}
+
 std::shared_ptr<listener_station> listener_state::existing_station_here() const {
   std::lock_guard<std::mutex> g(mu_);
   for (const auto& s : stations_) {
@@ -354,11 +367,11 @@ std::shared_ptr<listener_station> listener_state::station_here(
   return s;
 }
 
-void listener_state::nudge_other_than(const listener_station* from) {
+bool listener_state::nudge_other_than(const listener_station* from) {
   std::shared_ptr<listener_station> target;
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (closed_) return;
+    if (closed_) return false;
     for (const auto& s : stations_) {
       if (s.get() != from && s->has_waiters() && !s->io().owner_exited()) {
         target = s;
@@ -366,7 +379,9 @@ void listener_state::nudge_other_than(const listener_station* from) {
       }
     }
   }
-  if (target != nullptr) target->nudge();
+  if (target == nullptr) return false;
+  target->nudge();
+  return true;
 }
 
 void listener_state::close() noexcept {

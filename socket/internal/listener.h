@@ -33,11 +33,13 @@
 // station registers again (io_handle::reregister), which puts it last.
 //
 // Unattended stations. A report that finds a station with nothing parked
-// (its thread stopped accepting, or does slow work between accepts) marks it
-// unattended and nudges one station that has waiters (a report_after(0) on
-// its handle) so that the connection does not sit in the queue; a second
-// such report while still unattended withdraws the station's registration,
-// so that the kernel wakes the others instead. The next arm on that thread
+// (its thread stopped accepting, or does slow work between accepts) nudges
+// one other station that has syncs parked (a report_after(0) on its
+// handle), so that the connection does not sit in the queue, and marks this
+// one unattended; a second such report while still unattended withdraws the
+// station's registration, so that the kernel wakes the others instead. When
+// no other station has anything parked, nothing is marked: a lone station
+// (one accepting thread) is never withdrawn. The next arm on that thread
 // clears the mark and registers again.
 //
 // Descriptor exhaustion (EMFILE, ENFILE) leaves the connection pending, and
@@ -231,8 +233,13 @@ class listener_state final : public managed_resource {
   static port_pair accept(const std::shared_ptr<listener_state>& st, const char* who);
 
   // A station found a report with nothing parked: have another station
-  // with parked accepts try (its own report, on its own thread).
-  void nudge_other_than(const listener_station* from);
+  // with parked syncs try (its own report, on its own thread). False when
+  // there is none.
+  bool nudge_other_than(const listener_station* from);
+
+  // Whether a connection waits, or the listener is closed (a poll that
+  // needs no station).
+  bool ready_now() const;
 
   // For tests: every station's counters, in the order they were made.
   std::vector<listener_station::stats> stations_for_testing() const;
@@ -259,11 +266,10 @@ template <class L>
 class listener_ready_node final : public base_evt<L>, public listener_state::ready_request {
  public:
   explicit listener_ready_node(std::shared_ptr<listener_state> st) : st_(std::move(st)) {}
+  // A poll makes no station: polling a listener does not register it
+  // with this thread's reactor.
   bool try_sync(self_ref& self) override {
-    const std::shared_ptr<listener_station> s = listener_state::station_here(st_, "sync");
-    if (s == nullptr) return self.template commit<L>(st_);  // closed
-    std::lock_guard<std::mutex> g(s->mu());
-    return s->ready_locked() && self.template commit<L>(st_);
+    return st_->ready_now() && self.template commit<L>(st_);
   }
   void arm(waiter& w) override {
     const std::shared_ptr<listener_station> s = listener_state::station_here(st_, "sync");
