@@ -74,7 +74,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ports/port.h"
-#include "socket/internal/listener.h"
+#include "socket/listener_threads.h"
 #include "socket/tcp.h"
 #include "socket/unix_socket.h"
 #include "tests/testing/fd_leak_check.h"
@@ -182,9 +182,9 @@ class server_listener {
     }
   }
 
-  // The listener's shared state (its stations' counters).
-  const std::shared_ptr<rkt::internal::listener_state>& state() const {
-    return unix_ ? unix_->state() : tcp_->state();
+  // What each OS thread accepting from it did.
+  std::vector<rkt::listener_thread_stats> threads() const {
+    return unix_ ? rkt::listener_threads(*unix_) : rkt::listener_threads(*tcp_);
   }
 
   int domain() const { return domain_; }
@@ -624,9 +624,9 @@ void two_starved_threads_recover(family fam) {
     go.post();
     // Both stations exist and have a starved accept parked.
     const absl::Time deadline = absl::Now() + rkt::test::kHangBound;
-    std::vector<rkt::internal::listener_station::stats> st;
+    std::vector<rkt::listener_thread_stats> st;
     for (;;) {
-      st = l.state()->stations_for_testing();
+      st = l.threads();
       if (st.size() == 2 && st[0].parked && st[1].parked) break;
       ASSERT_LT(absl::Now(), deadline) << "the two accepts did not park";
       rkt::sleep(absl::Milliseconds(1));  // lets this thread's accept loop run
@@ -638,7 +638,7 @@ void two_starved_threads_recover(family fam) {
     rkt::sleep(kStarvedWindow);
     const absl::Duration cpu = process_cpu_time() - cpu_before;
     const absl::Duration wall = absl::Now() - wall_before;
-    st = l.state()->stations_for_testing();
+    st = l.threads();
     EXPECT_EQ(accepted_by[0].load() + accepted_by[1].load(), 0)
         << "accepted without a descriptor to spare";
     EXPECT_LT(absl::FDivDuration(cpu, wall), kMaxStarvedCpuShare)

@@ -49,7 +49,7 @@
 #include "gtest/gtest.h"
 #include "ports/fd_port.h"
 #include "ports/port.h"
-#include "socket/internal/listener.h"
+#include "socket/listener_threads.h"
 #include "socket/tcp.h"
 #include "socket/unix_socket.h"
 #include "tests/testing/blocked_in_wait.h"
@@ -99,17 +99,20 @@ class any_listener {
   }
   // Idempotent (tcp_close raises on a closed listener).
   void close() const {
-    if (state()->closed()) return;
+    if (closed()) return;
     if (unix_) {
       rkt::unix_socket_close_listener(*unix_);
     } else {
       rkt::tcp_close(*tcp_);
     }
   }
-  const std::shared_ptr<rkt::internal::listener_state>& state() const {
-    return unix_ ? unix_->state() : tcp_->state();
+  bool closed() const {
+    return unix_ ? rkt::listener_descriptor(*unix_) < 0 : rkt::listener_descriptor(*tcp_) < 0;
   }
-  int fd() const { return state()->fd(); }
+  int fd() const { return unix_ ? rkt::listener_descriptor(*unix_) : rkt::listener_descriptor(*tcp_); }
+  std::vector<rkt::listener_thread_stats> threads() const {
+    return unix_ ? rkt::listener_threads(*unix_) : rkt::listener_threads(*tcp_);
+  }
 
   // A blocking client (on any thread), connected; -1 on failure.
   int connect_client() const {
@@ -386,7 +389,7 @@ TEST_P(MultithreadAcceptTest, ACloseFromAThirdThreadWakesBothAndClosesTheFdAfter
   // Both accepts are parked: each station has a waiter.
   const auto deadline = steady::now() + kPatience;
   for (;;) {
-    auto st = s.listener().state()->stations_for_testing();
+    auto st = s.listener().threads();
     if (st.size() == 2 && st[0].parked && st[1].parked) break;
     ASSERT_LT(steady::now(), deadline) << "the accepts did not park";
     std::this_thread::yield();
@@ -444,7 +447,7 @@ TEST_P(MultithreadAcceptTest, AThreadThatStoppedAcceptingIsWithdrawnAndTheOtherG
     }
   });
   sync_within(started1);
-  const auto stations = [&] { return s.listener().state()->stations_for_testing(); };
+  const auto stations = [&] { return s.listener().threads(); };
   const auto wait_parked_1 = [&] {
     const auto deadline = steady::now() + kPatience;
     for (;;) {
@@ -486,7 +489,7 @@ TEST_P(MultithreadAcceptTest, DistributionWithAndWithoutRotation) {
   reactor_choice rc(reactor());
   constexpr int kConnections = 1000;
   for (uint32_t every : {16u, 0u}) {
-    const uint32_t saved = rkt::internal::listener_state::set_rotate_every_for_testing(every);
+    const uint32_t saved = rkt::set_accept_rotation(every);
     int counts[2] = {0, 0};
     {
       server s(fam(), 2, -1);
@@ -497,7 +500,7 @@ TEST_P(MultithreadAcceptTest, DistributionWithAndWithoutRotation) {
       }
       s.finish();
     }
-    rkt::internal::listener_state::set_rotate_every_for_testing(saved);
+    rkt::set_accept_rotation(saved);
     std::printf("distribution %s %s rotate_every=%u: thread0=%d thread1=%d\n",
                 fam() == family::unix_socket ? "unix" : "tcp", reactor(), every, counts[0],
                 counts[1]);

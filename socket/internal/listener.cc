@@ -24,7 +24,7 @@ constexpr absl::Duration kFirstRetryDelay = absl::Milliseconds(1);
 constexpr absl::Duration kMaxRetryDelay = absl::Milliseconds(100);
 
 // Accepts between two registrations of a station (listener.h, Rotation);
-// 0 turns rotation off (tests).
+// 0 turns rotation off (set_accept_rotation).
 std::atomic<uint32_t> rotate_every{16};
 
 // What attempt_locked did.
@@ -402,7 +402,7 @@ void listener_state::close() noexcept {
   }
 }
 
-std::vector<listener_station::stats> listener_state::stations_for_testing() const {
+std::vector<listener_station::stats> listener_state::station_stats() const {
   std::vector<std::shared_ptr<listener_station>> stations;
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -413,7 +413,7 @@ std::vector<listener_station::stats> listener_state::stations_for_testing() cons
   return out;
 }
 
-uint32_t listener_state::set_rotate_every_for_testing(uint32_t n) {
+uint32_t listener_state::set_rotate_every(uint32_t n) {
   return rotate_every.exchange(n, std::memory_order_relaxed);
 }
 

@@ -154,7 +154,7 @@ class listener_station final : public io_listener {
   // Marks the station closed and serves its syncs, which see the close.
   void close_and_serve();
 
-  // For tests.
+  // For listener_threads.h.
   struct stats {
     std::thread::id owner;  // the OS thread it serves
     uint64_t reports;       // reports its handle received
@@ -241,11 +241,12 @@ class listener_state final : public managed_resource {
   // needs no station).
   bool ready_now() const;
 
-  // For tests: every station's counters, in the order they were made.
-  std::vector<listener_station::stats> stations_for_testing() const;
-  // For tests: sets the number of accepts between two registrations of a
-  // station (0: never register again); returns the previous value.
-  static uint32_t set_rotate_every_for_testing(uint32_t n);
+  // Every station's counters, in the order they were made
+  // (listener_threads.h).
+  std::vector<listener_station::stats> station_stats() const;
+  // Sets the number of accepts between two registrations of a station (0:
+  // never register again), process-wide; returns the previous value.
+  static uint32_t set_rotate_every(uint32_t n);
 
   class accept_node;
 
