@@ -29,6 +29,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -49,13 +50,19 @@ constexpr auto kPatience = std::chrono::seconds(20);
 
 // A listening Unix socket in the abstract namespace (no file to clean up).
 int make_listener(sockaddr_un& addr, socklen_t& len) {
+  // Parallel runs may share the abstract namespace and the pid (each
+  // sandbox has its own pid namespace): a random number drawn once per run.
+  static const uint64_t run = [] {
+    std::random_device rd;
+    return (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  }();
   static std::atomic<int> serial{0};
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   addr = sockaddr_un{};
   addr.sun_family = AF_UNIX;
-  const std::string name =
-      "rkt-shared-accept-" + std::to_string(getpid()) + "-" + std::to_string(serial++);
+  const std::string name = "rkt-shared-accept-" + std::to_string(getpid()) + "-" +
+                           std::to_string(run) + "-" + std::to_string(serial++);
   std::memcpy(addr.sun_path + 1, name.data(), name.size());
   len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd, 64) != 0) {
