@@ -1,6 +1,7 @@
 // io_handle: the scheduler-side state of one file descriptor (Go's
-// pollDesc): registered once with the reactor of the scheduler that created
-// it, it remembers which directions the kernel reported ready and keeps the
+// pollDesc): registered with the reactor of the scheduler that created it
+// (once; a shared-accept listener's handle may register again, see
+// reregister()), it remembers which directions the kernel reported ready and keeps the
 // waiters of the fd events (readable_evt, writable_evt). Ports and sockets
 // are built on it.
 //
