@@ -1,6 +1,7 @@
 // io_handle: readiness bits with a report sequence, and the fd events.
 #include "evt/io_handle.h"
 
+#include <cerrno>
 #include <utility>
 
 #include "evt/internal/scheduler.h"
@@ -43,8 +44,8 @@ class io_handle::dir_evt final : public base_evt<void> {
   const uint32_t dir_;
 };
 
-io_handle::io_handle(int fd)
-    : internal::io_source(fd),
+io_handle::io_handle(int fd, io_mode mode)
+    : internal::io_source(fd, mode),
       sched_(&internal::scheduler::current()),
       anchor_(sched_->anchor()) {
   error_ = sched_->add_io(this);
@@ -55,7 +56,24 @@ io_handle::io_handle(int fd)
   }
 }
 
-node_ref<io_handle> io_handle::create(int fd) { return node_ref<io_handle>(new io_handle(fd)); }
+node_ref<io_handle> io_handle::create(int fd, io_mode mode) {
+  return node_ref<io_handle>(new io_handle(fd, mode));
+}
+
+// An exited owner's scheduler is freed and its address may be reused by a
+// later thread's: owner_exited() is set before that.
+bool io_handle::on_owner_thread() const {
+  return !owner_exited() && internal::scheduler::current_if_any() == sched_;
+}
+
+int io_handle::reregister() {
+  if (error_ != 0 || closed()) return EBADF;
+  return sched_->io().reregister(this);
+}
+
+void io_handle::withdraw() {
+  if (error_ == 0 && !closed()) sched_->io().withdraw(this);
+}
 
 io_handle::~io_handle() { close(); }
 

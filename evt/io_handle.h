@@ -1,6 +1,7 @@
 // io_handle: the scheduler-side state of one file descriptor (Go's
-// pollDesc): registered once with the reactor of the scheduler that created
-// it, it remembers which directions the kernel reported ready and keeps the
+// pollDesc): registered with the reactor of the scheduler that created it
+// (once; a shared-accept listener's handle may register again, see
+// reregister()), it remembers which directions the kernel reported ready and keeps the
 // waiters of the fd events (readable_evt, writable_evt). Ports and sockets
 // are built on it.
 //
@@ -60,13 +61,19 @@ class io_listener {
   ~io_listener() = default;
 };
 
+// How a handle's fd is registered: io_mode::normal, or
+// io_mode::shared_accept for a listening socket that several OS threads'
+// reactors watch at once, each through its own handle, and accept from
+// (evt/reactor.h says what the backends do with it).
+using io_mode = internal::io_mode;
+
 class io_handle final : public internal::io_source {
  public:
   static constexpr uint32_t kClosed = 1u << 4;
 
   // Registers `fd` (already non-blocking) with the calling OS thread's
   // reactor. Check error(): 0, or the errno of the registration.
-  static node_ref<io_handle> create(int fd);
+  static node_ref<io_handle> create(int fd, io_mode mode = io_mode::normal);
   io_handle(const io_handle&) = delete;
   io_handle& operator=(const io_handle&) = delete;
 
@@ -115,6 +122,18 @@ class io_handle final : public internal::io_source {
 
   // The scheduler whose reactor owns the handle.
   internal::scheduler& owner() const { return *sched_; }
+  // True when called on the OS thread whose reactor owns the handle.
+  bool on_owner_thread() const;
+
+  // Registers the fd with the reactor again (reactor::reregister): for a
+  // shared-accept handle this puts it last among the reactors watching the
+  // same listener, and ends a withdraw(). A report follows at once if the
+  // fd is ready. Returns 0, or the errno of the registration (the handle
+  // then stays withdrawn). Requires: the owning OS thread.
+  int reregister();
+  // Stops the reactor watching the fd until reregister(); readiness and the
+  // waiters are kept. Requires: the owning OS thread.
+  void withdraw();
 
   // Wakes every waiter and unregisters the fd. Idempotent. Requires: the
   // owning OS thread.
@@ -143,7 +162,7 @@ class io_handle final : public internal::io_source {
   class dir_evt;
 
  private:
-  explicit io_handle(int fd);
+  io_handle(int fd, io_mode mode);
   ~io_handle();
   void wake(uint32_t dirs);
   void on_ready_bits(uint32_t events);

@@ -425,6 +425,16 @@ int fd_port_descriptor(const output_port& out) {
   return core != nullptr && !out.closed() ? core->link().fd() : -1;
 }
 
+bool fd_port_on_this_os_thread(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  return core != nullptr && core->link().io() != nullptr && core->link().io()->on_owner_thread();
+}
+
+bool fd_port_on_this_os_thread(const output_port& out) {
+  auto* core = dynamic_cast<fd_output*>(out.core().get());
+  return core != nullptr && core->link().io() != nullptr && core->link().io()->on_owner_thread();
+}
+
 void abandon_port(const output_port& out) {
   if (auto* core = dynamic_cast<fd_output*>(out.core().get())) core->link().abandon_output();
   out.close();

@@ -108,6 +108,16 @@ output_port make_fd_output_port(int fd, std::string name,
 int fd_port_descriptor(const input_port& in);
 int fd_port_descriptor(const output_port& out);
 
+// True when the port is an fd port whose descriptor is watched by the
+// reactor of the calling OS thread, that is, when it was made on this OS
+// thread (an accepted connection's ports are made on the thread that
+// accepted it). False for ports of other kinds, for fd ports that need no
+// reactor (files, /dev/null), and once the thread that made the port has
+// exited. Still answers after close. For servers and tests that check a
+// connection is served where it was accepted.
+bool fd_port_on_this_os_thread(const input_port& in);
+bool fd_port_on_this_os_thread(const output_port& out);
+
 // Racket's tcp-abandon-port: closes the port like close(), except that an
 // output port of a socket whose input port is still open does not shut
 // writing down; the peer sees the close when the input port closes too.

@@ -11,7 +11,11 @@
 //   - a stop event still wins a choice with a starved accept_evt, and the
 //     connection it was waiting for stays pending for the next accepter;
 //   - an accept_evt synced on another OS thread than the listener's
-//     recovers too (its retry runs on the listener's OS thread).
+//     recovers too (its retry runs on that thread's own station);
+//   - two OS threads accepting from one listener both starve, each backs
+//     off on its own station (a bounded number of retries over the window),
+//     the process stays nearly idle, and every pending connection is
+//     accepted once descriptors are freed.
 //
 // Each case runs on a fresh OS thread whose scheduler gets the reactor named
 // by the case (RKT_REACTOR is read when a scheduler is created), so both
@@ -70,6 +74,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ports/port.h"
+#include "socket/listener_threads.h"
 #include "socket/tcp.h"
 #include "socket/unix_socket.h"
 #include "tests/testing/fd_leak_check.h"
@@ -175,6 +180,11 @@ class server_listener {
     } else {
       rkt::tcp_close(*tcp_);
     }
+  }
+
+  // What each OS thread accepting from it did.
+  std::vector<rkt::listener_thread_stats> threads() const {
+    return unix_ ? rkt::listener_threads(*unix_) : rkt::listener_threads(*tcp_);
   }
 
   int domain() const { return domain_; }
@@ -510,8 +520,8 @@ INSTANTIATE_TEST_SUITE_P(
     AllFamiliesAndReactors, StopWhileStarvedTest,
     kFamiliesAndReactors, family_and_reactor_name);
 
-// An accept_evt synced on another OS thread than the listener's: the retry
-// it asks for is posted to the listener's OS thread and runs on its timers.
+// An accept_evt synced on another OS thread than the listener's: it parks on
+// that thread's station, whose retries run on that thread's timers.
 void a_starved_accept_on_another_os_thread_recovers(family fam) {
   server_listener l(fam);
   child_clients kids(l);
@@ -545,7 +555,7 @@ void a_starved_accept_on_another_os_thread_recovers(family fam) {
   {
     fd_starvation starve(0);
     go.post();
-    // This OS thread idles in its scheduler meanwhile: the retries run here.
+    // This OS thread idles in its scheduler meanwhile.
     EXPECT_FALSE(rkt::sync_timeout(kStarvedWindow, accepted_one))
         << "accepted without a descriptor to spare";
     starve.release();
@@ -560,13 +570,110 @@ void a_starved_accept_on_another_os_thread_recovers(family fam) {
 class OtherOsThreadTest : public rkt::test::clean_test,
                           public ::testing::WithParamInterface<family_and_reactor> {};
 
-TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughTheOwnersTimers) {
+TEST_P(OtherOsThreadTest, AStarvedAcceptEvtOnAnotherOsThreadRecoversThroughItsOwnStation) {
   const auto [fam, reactor] = GetParam();
   on_reactor(reactor, [fam = fam] { a_starved_accept_on_another_os_thread_recovers(fam); });
 }
 
 INSTANTIATE_TEST_SUITE_P(
     AllFamiliesAndReactors, OtherOsThreadTest,
+    kFamiliesAndReactors, family_and_reactor_name);
+
+
+// Retries a starved station may make over kStarvedWindow: the backoff's
+// first steps (1, 2, 4, ... 64 ms: seven) and then one per 100 ms, with
+// room for a report or two more (a connection's, a nudge's).
+constexpr uint64_t kMaxStarvedReports = 7 + 3 + 5;
+
+// Two OS threads accept from one listener while the process has no
+// descriptor to spare: each station backs off on its own timers, and once
+// descriptors are freed the pending connections are all accepted.
+void two_starved_threads_recover(family fam) {
+  server_listener l(fam);
+  child_clients kids(l);
+  ASSERT_TRUE(kids.connected()) << "the child could not connect its clients";
+  rkt::semaphore go;
+  rkt::semaphore started;
+  rkt::semaphore accepted_one;
+  rkt::semaphore stop;
+  std::atomic<int> accepted_by[2] = {0, 0};
+  std::vector<conn> accepted[2];  // each written by its own OS thread until joined
+  const auto accept_loop = [&](int k) {
+    for (;;) {
+      maybe_ports got = rkt::sync(
+          rkt::wrap_evt(l.accept_evt(), [](port_pair p) { return maybe_ports(std::move(p)); }),
+          rkt::wrap_evt(stop.peek_evt(), [] { return maybe_ports(); }));
+      if (!got) break;
+      accepted[k].emplace_back(std::move(*got));
+      accepted_by[k].fetch_add(1);
+      accepted_one.post();
+    }
+  };
+  // The other OS thread makes its scheduler (which needs descriptors) first.
+  std::jthread other = rkt::test::start_os_thread([&] {
+    rkt::yield();
+    started.post();
+    sync_within(go);
+    accept_loop(1);
+    for (const conn& s : accepted[1]) s.close();
+  });
+  sync_within(started);
+  {
+    fd_starvation starve(0);
+    scoped_thread here([&] { accept_loop(0); });
+    go.post();
+    // Both stations exist and have a starved accept parked.
+    const absl::Time deadline = absl::Now() + rkt::test::kHangBound;
+    std::vector<rkt::listener_thread_stats> st;
+    for (;;) {
+      st = l.threads();
+      if (st.size() == 2 && st[0].parked && st[1].parked) break;
+      ASSERT_LT(absl::Now(), deadline) << "the two accepts did not park";
+      rkt::sleep(absl::Milliseconds(1));  // lets this thread's accept loop run
+    }
+    const uint64_t before[2] = {st[0].reports, st[1].reports};
+    // The observation window (see the single-thread case).
+    const absl::Duration cpu_before = process_cpu_time();
+    const absl::Time wall_before = absl::Now();
+    rkt::sleep(kStarvedWindow);
+    const absl::Duration cpu = process_cpu_time() - cpu_before;
+    const absl::Duration wall = absl::Now() - wall_before;
+    st = l.threads();
+    EXPECT_EQ(accepted_by[0].load() + accepted_by[1].load(), 0)
+        << "accepted without a descriptor to spare";
+    EXPECT_LT(absl::FDivDuration(cpu, wall), kMaxStarvedCpuShare)
+        << "the starved server used " << cpu << " of CPU in " << wall;
+    for (int k = 0; k < 2; ++k) {
+      const uint64_t retries = st[k].reports - before[k];
+      EXPECT_GE(retries, 1u) << "station " << k << " did not retry";
+      EXPECT_LE(retries, kMaxStarvedReports) << "station " << k << " retried too often";
+    }
+    starve.release();
+    for (int i = 0; i < kClients; ++i) sync_within(accepted_one);
+    stop.post();
+    here.join();
+  }
+  other.join();
+  EXPECT_EQ(accepted_by[0].load() + accepted_by[1].load(), kClients);
+  std::set<std::string> bytes;
+  for (const conn& s : accepted[0]) {
+    bytes.insert(arrives(s.in, 1));
+    s.close();
+  }
+  EXPECT_EQ(bytes.size(), static_cast<std::size_t>(accepted_by[0].load()));
+  l.close();
+}
+
+class TwoThreadsStarvedTest : public rkt::test::clean_test,
+                              public ::testing::WithParamInterface<family_and_reactor> {};
+
+TEST_P(TwoThreadsStarvedTest, EachStationBacksOffAndAllPendingConnectionsAreAcceptedOnceFreed) {
+  const auto [fam, reactor] = GetParam();
+  on_reactor(reactor, [fam = fam] { two_starved_threads_recover(fam); });
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllFamiliesAndReactors, TwoThreadsStarvedTest,
     kFamiliesAndReactors, family_and_reactor_name);
 
 }  // namespace

@@ -7,10 +7,13 @@
 // wake the reactor each time a peer reads what was sent (a server's every
 // response), for a direction nobody waits on: on a keep-alive HTTP load
 // that was most of the reactor's wake-ups. Cross-thread wake-ups go through
-// an eventfd(2) watched by the same epoll instance.
+// an eventfd(2) watched by the same epoll instance. Shared-accept sources
+// (reactor.h) are added with EPOLLIN|EPOLLET|EPOLLEXCLUSIVE and never
+// modified: EPOLLOUT never joins them.
 //
 // Invariants:
-//   - src->backend_slot is 0 while src is registered with epfd_, -1 otherwise.
+//   - src->backend_slot is 0 while src is registered with epfd_, -1 otherwise
+//     (not added, removed, or withdrawn).
 //   - kWatchingOut in src->backend_flags: EPOLLOUT is in the registration, or
 //     the rearm() that adds it is under way.
 //   - Wakes follow wake_fd's protocol (internal/wake_fd.h).
@@ -39,6 +42,22 @@ constexpr int kMaxEvents = 256;
 // io_source::backend_flags bit.
 constexpr uint32_t kWatchingOut = 1;
 
+// Set once the kernel refused EPOLLEXCLUSIVE (or a test forced it): from
+// then on shared-accept sources are added without it.
+std::atomic<bool> exclusive_refused{false};
+
+// The registration mask of a source: what add() and reregister() ask for.
+uint32_t mask_for(const io_source* src) {
+  if (src->mode == io_mode::shared_accept) {
+    uint32_t m = EPOLLIN | EPOLLET;
+    if (!exclusive_refused.load(std::memory_order_relaxed)) m |= EPOLLEXCLUSIVE;
+    return m;
+  }
+  uint32_t m = EPOLLIN | EPOLLRDHUP | EPOLLET;
+  if ((src->backend_flags.load(std::memory_order_acquire) & kWatchingOut) != 0) m |= EPOLLOUT;
+  return m;
+}
+
 // Readiness bits for an epoll event mask. EPOLLERR wakes both directions so
 // that whoever is parked retries its call and sees the error; EPOLLHUP wakes
 // writers too, since a write after the peer is gone fails (EPIPE) instead of
@@ -61,14 +80,24 @@ class epoll_reactor final : public reactor {
 
   int add(io_source* src) override {
     if (src->backend_slot >= 0) return EEXIST;
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-    ev.data.ptr = src;
     src->backend_flags.store(0, std::memory_order_relaxed);
-    if (epoll_ctl(epfd_, EPOLL_CTL_ADD, src->fd, &ev) != 0) return errno;
-    src->backend_slot = 0;
+    const int rc = ctl_add(src);
+    if (rc != 0) return rc;
     src->removed = false;
     return 0;
+  }
+
+  int reregister(io_source* src) override {
+    if (src->removed) return EBADF;
+    withdraw(src);
+    return ctl_add(src);
+  }
+
+  void withdraw(io_source* src) override {
+    if (src->backend_slot < 0) return;
+    src->backend_slot = -1;
+    epoll_event unused{};
+    epoll_ctl(epfd_, EPOLL_CTL_DEL, src->fd, &unused);
   }
 
   void remove(io_source* src) override {
@@ -116,8 +145,10 @@ class epoll_reactor final : public reactor {
   // The one thing to do is to add EPOLLOUT the first time a writer waits:
   // EPOLL_CTL_MOD checks readiness at once and queues an event if the fd is
   // writable already, so a transition before the MOD is not lost.
+  // A shared-accept source is never modified (the kernel refuses MOD of an
+  // exclusive registration, and a listener does not wait to write).
   void rearm(io_source* src, uint32_t dirs) override {
-    if ((dirs & kWritable) == 0) return;
+    if ((dirs & kWritable) == 0 || src->mode == io_mode::shared_accept) return;
     if ((src->backend_flags.fetch_or(kWatchingOut, std::memory_order_acq_rel) &
          kWatchingOut) != 0) {
       return;
@@ -130,6 +161,23 @@ class epoll_reactor final : public reactor {
   }
 
  private:
+  // EPOLL_CTL_ADD with the source's mask; on EINVAL for EPOLLEXCLUSIVE (a
+  // kernel before 4.5) once more without it, remembered for the process.
+  int ctl_add(io_source* src) {
+    epoll_event ev{};
+    ev.events = mask_for(src);
+    ev.data.ptr = src;
+    int rc = epoll_ctl(epfd_, EPOLL_CTL_ADD, src->fd, &ev);
+    if (rc != 0 && errno == EINVAL && (ev.events & EPOLLEXCLUSIVE) != 0) {
+      exclusive_refused.store(true, std::memory_order_relaxed);
+      ev.events = mask_for(src);
+      rc = epoll_ctl(epfd_, EPOLL_CTL_ADD, src->fd, &ev);
+    }
+    if (rc != 0) return errno;
+    src->backend_slot = 0;
+    return 0;
+  }
+
   // epoll_pwait2 (Linux 5.11, glibc 2.35) takes a timespec; epoll_wait takes
   // milliseconds, rounded up so that a wait never ends before its deadline.
   int epoll_wait_ns(int64_t timeout_ns) {
@@ -156,6 +204,9 @@ class epoll_reactor final : public reactor {
 };
 
 }  // namespace
+
+void force_epoll_exclusive_refused() { exclusive_refused.store(true, std::memory_order_relaxed); }
+bool epoll_exclusive_refused() { return exclusive_refused.load(std::memory_order_relaxed); }
 
 // Returns nullptr, with errno set, if a descriptor or the memory is refused.
 std::unique_ptr<reactor> make_epoll_reactor() {

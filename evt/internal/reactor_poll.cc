@@ -6,6 +6,10 @@
 // semantics are emulated through io_source::want: a wait() polls a source
 // only for the directions in its want, clears each direction it reports, and
 // rearm() sets them again. Cross-thread wake-ups go through an eventfd(2).
+// A shared-accept source (reactor.h) is polled for reading only; poll(2)
+// has no exclusive mode, so every OS thread polling a shared listener wakes
+// on each arrival. reregister() is a table update; withdraw() takes the
+// source out of the table until then.
 //
 // Invariants:
 //   - sources_[i]->backend_slot == i for every registered source; a source
@@ -37,6 +41,11 @@ namespace rkt::internal {
 namespace {
 
 constexpr uint32_t kDirections = kReadable | kWritable;
+
+// The directions a source can be polled for: a listener never writes.
+uint32_t directions_of(const io_source* src) {
+  return src->mode == io_mode::shared_accept ? kReadable : kDirections;
+}
 
 short to_poll_events(uint32_t want) {
   short ev = 0;
@@ -88,30 +97,28 @@ class poll_reactor final : public reactor {
     // poll(2) would take a bad fd and report POLLNVAL later; fail now instead,
     // as epoll_ctl(2) does.
     if (fcntl(src->fd, F_GETFD) < 0) return errno;
-    try {
-      sources_.push_back(src);
-      pfds_.reserve(sources_.capacity() + 1);
-      polled_.reserve(sources_.capacity());
-    } catch (const std::bad_alloc&) {
-      if (!sources_.empty() && sources_.back() == src) sources_.pop_back();
-      return ENOMEM;
-    }
-    src->backend_slot = static_cast<int>(sources_.size()) - 1;
-    src->removed = false;
-    // Registration reports current readiness in both directions, as EPOLL_CTL_ADD does.
-    src->want.store(kDirections, std::memory_order_seq_cst);
-    return 0;
+    const int rc = insert(src);
+    if (rc == 0) src->removed = false;
+    return rc;
   }
 
   void remove(io_source* src) override {
     src->removed = true;
-    const int slot = src->backend_slot;
-    if (slot < 0) return;
-    io_source* last = sources_.back();
-    sources_[slot] = last;
-    last->backend_slot = slot;
-    sources_.pop_back();
-    src->backend_slot = -1;
+    if (src->backend_slot >= 0) erase(src);
+  }
+
+  int reregister(io_source* src) override {
+    if (src->removed) return EBADF;
+    if (src->backend_slot >= 0) {
+      // Owner thread, so not inside ppoll(): the next wait() polls it.
+      src->want.store(directions_of(src), std::memory_order_seq_cst);
+      return 0;
+    }
+    return insert(src);
+  }
+
+  void withdraw(io_source* src) override {
+    if (src->backend_slot >= 0) erase(src);
   }
 
   int wait(int64_t timeout_ns,
@@ -158,7 +165,8 @@ class poll_reactor final : public reactor {
   void wake() override { waker_.wake(); }
 
   void rearm(io_source* src, uint32_t dirs) override {
-    dirs &= kDirections;
+    dirs &= directions_of(src);
+    if (dirs == 0) return;
     const uint32_t old = src->want.fetch_or(dirs, std::memory_order_seq_cst);
     // Directions already set are in the current poll set, or the rearm()
     // that set them did the check below.
@@ -169,6 +177,32 @@ class poll_reactor final : public reactor {
   }
 
  private:
+  // Puts src in the table, to be polled for all its directions (as
+  // EPOLL_CTL_ADD reports current readiness). Returns 0 or ENOMEM.
+  int insert(io_source* src) {
+    try {
+      sources_.push_back(src);
+      pfds_.reserve(sources_.capacity() + 1);
+      polled_.reserve(sources_.capacity());
+    } catch (const std::bad_alloc&) {
+      if (!sources_.empty() && sources_.back() == src) sources_.pop_back();
+      return ENOMEM;
+    }
+    src->backend_slot = static_cast<int>(sources_.size()) - 1;
+    src->want.store(directions_of(src), std::memory_order_seq_cst);
+    return 0;
+  }
+
+  // Takes src, which is in the table, out of it.
+  void erase(io_source* src) {
+    const int slot = src->backend_slot;
+    io_source* last = sources_.back();
+    sources_[slot] = last;
+    last->backend_slot = slot;
+    sources_.pop_back();
+    src->backend_slot = -1;
+  }
+
   struct polled {
     io_source* src;
     uint32_t want;  // the directions polled for src in this wait()

@@ -1,5 +1,6 @@
-// listener_state: readiness, accept(2) and its retries when descriptors
-// run out, the accept event, and close.
+// listener_state and its per-OS-thread stations: readiness, accept(2) and
+// its retries when descriptors run out, rotation and withdrawal of the
+// shared registrations, the accept event, and close (listener.h).
 #include "socket/internal/listener.h"
 
 #include <poll.h>
@@ -22,8 +23,21 @@ namespace {
 constexpr absl::Duration kFirstRetryDelay = absl::Milliseconds(1);
 constexpr absl::Duration kMaxRetryDelay = absl::Milliseconds(100);
 
+// Accepts between two registrations of a station (listener.h, Rotation);
+// 0 turns rotation off (set_accept_rotation).
+std::atomic<uint32_t> rotate_every{16};
+
 // What attempt_locked did.
 enum class attempt { done, none, starved };
+
+// Closes the listening fd when the last station's handle is closed.
+struct fd_closer {
+  explicit fd_closer(int fd_in) : fd(fd_in) {}
+  fd_closer(const fd_closer&) = delete;
+  fd_closer& operator=(const fd_closer&) = delete;
+  ~fd_closer() { ::close(fd); }
+  const int fd;
+};
 
 }  // namespace
 
@@ -37,62 +51,16 @@ void raise_closed_listener(const listener_kind& k, const char* who) {
   std::rethrow_exception(closed_listener_error(k, who));
 }
 
-class listener_state::io_bridge final : public io_listener {
- public:
-  explicit io_bridge(listener_state* st) : st_(st) {}
-  void on_io(uint32_t events) noexcept override {
-    std::lock_guard<std::mutex> g(mu_);
-    if (st_ != nullptr) st_->on_io(events);
-  }
-  // The state is going: reports from now on find nothing.
-  void detach() {
-    std::lock_guard<std::mutex> g(mu_);
-    st_ = nullptr;
-  }
+// --- listener_station ------------------------------------------------------
 
- private:
-  std::mutex mu_;  // taken before the state's mu_
-  listener_state* st_;  // guarded by mu_
-};
+listener_station::listener_station(std::weak_ptr<listener_state> st, int fd,
+                                   const listener_kind& kind, node_ref<io_handle> io)
+    : st_(std::move(st)), fd_(fd), kind_(kind), io_(std::move(io)),
+      retry_delay_(kFirstRetryDelay) {}
 
-listener_state::listener_state(int fd, node_ref<io_handle> io, const listener_kind& kind,
-                               std::string where)
-    : fd_(fd),
-      io_(std::move(io)),
-      bridge_(std::make_shared<io_bridge>(this)),
-      kind_(kind),
-      where_(std::move(where)),
-      retry_delay_(kFirstRetryDelay) {
-  io_->set_listener(bridge_.get());
-}
-
-listener_state::~listener_state() {
-  close();
-  bridge_->detach();
-}
-
-std::shared_ptr<listener_state> listener_state::open(int fd, const listener_kind& kind,
-                                                     std::string where, const char* who,
-                                                     int& error) {
-  node_ref<io_handle> io = io_handle::create(fd);
-  if (io->error() != 0) {
-    error = io->error();
-    ::close(fd);
-    return nullptr;
-  }
-  auto st = std::make_shared<listener_state>(fd, std::move(io), kind, std::move(where));
-  current_custodian().manage(st, who);  // if it refuses, st's destructor closes fd
-  return st;
-}
-
-bool listener_state::closed() const {
-  std::lock_guard<std::mutex> g(mu_);
-  return closed_;
-}
-
-bool listener_state::ready_locked() {
+bool listener_station::ready_locked() {
   // After the owner's exit nothing will report a connection: ready, so that
-  // the accept that follows takes one or raises.
+  // a poll from elsewhere does not wait on a dead station.
   if (closed_ || io_->owner_exited()) return true;
   const uint64_t seen = io_->readiness();
   pollfd p{fd_, POLLIN, 0};
@@ -105,13 +73,17 @@ bool listener_state::ready_locked() {
   return false;
 }
 
-void listener_state::park_ready_locked(waiter& w, const ready_request& r) {
-  w.data = const_cast<ready_request*>(&r);
-  ready_waiters_.push_back(&w);
+void listener_station::attend_locked() {
+  unattended_ = false;
+  if (!withdrawn_ || closed_) return;
+  withdrawn_ = false;
+  // Registers again; a connection already queued is reported at once. If the
+  // reactor refuses (ENOMEM), the station stays withdrawn and the parked sync
+  // is served by nudges and retries only; the next arm tries again.
+  if (io_->reregister() != 0) withdrawn_ = true;
 }
 
-// The fd of one accepted connection, or -1 with errno (EAGAIN: none now).
-int listener_state::accept_locked() {
+int listener_station::accept_locked() {
   for (;;) {
     const uint64_t seen = io_->readiness();
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -125,19 +97,72 @@ int listener_state::accept_locked() {
   }
 }
 
-// accept_evt: accepts only when chosen; the ports go to `owner`.
+void listener_station::accepted_locked() {
+  retry_delay_ = kFirstRetryDelay;
+  ++accepts_;
+  const uint32_t every = rotate_every.load(std::memory_order_relaxed);
+  if (every == 0 || ++since_rotation_ < every) return;
+  since_rotation_ = 0;
+  // Last among the registrations from now on (owner thread: accepts run on
+  // the station's thread). A failure leaves it withdrawn until the next arm.
+  if (!withdrawn_ && io_->reregister() != 0) withdrawn_ = true;
+}
+
+void listener_station::starved_locked() {
+  try {
+    io_->report_after(retry_delay_, kReadable);
+  } catch (const std::bad_alloc&) {
+    // No memory for the timer: the next connection's report retries.
+  }
+  retry_delay_ = std::min(retry_delay_ * 2, kMaxRetryDelay);
+}
+
+void listener_station::nudge() {
+  try {
+    io_->report_after(absl::ZeroDuration(), kReadable);
+  } catch (const std::bad_alloc&) {
+    // The station's own next report serves it.
+  }
+}
+
+void listener_station::on_io(uint32_t events) noexcept {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    ++reports_;
+    const bool attended = !ready_waiters_.empty() || !accept_waiters_.empty();
+    serve_locked();
+    if (attended || closed_ || (events & io_handle::kClosed) != 0) return;
+  }
+  // Nothing was parked here: a connection may be waiting that this thread
+  // will not take (listener.h, Unattended stations). Only when another
+  // station can take it is this one marked, and then withdrawn: a lone
+  // station keeps its registration whatever its thread does.
+  const std::shared_ptr<listener_state> st = st_.lock();
+  if (st == nullptr || !st->nudge_other_than(this)) return;
+  std::lock_guard<std::mutex> g(mu_);
+  if (closed_ || !ready_waiters_.empty() || !accept_waiters_.empty()) return;  // attended since
+  if (!unattended_) {
+    unattended_ = true;
+  } else if (!withdrawn_) {
+    withdrawn_ = true;
+    io_->withdraw();  // owner thread: reports run there
+  }
+}
+
+// accept_evt: accepts only when chosen; the ports go to `owner`. Armed and
+// polled on the syncing OS thread, against that thread's station.
 class listener_state::accept_node final : public base_evt<port_pair> {
  public:
   accept_node(std::shared_ptr<listener_state> st, custodian owner, const char* who)
       : st_(std::move(st)), owner_(std::move(owner)), who_(who) {}
 
-  // One accept through `c`: done (committed, or committed elsewhere), none
-  // (no connection) or starved (no descriptor to take it with); the claim
-  // is given back unless done. Requires the state's mu.
-  attempt attempt_locked(commit_target& c) {
+  // One accept through `c` on station `s`: done (committed, or committed
+  // elsewhere), none (no connection) or starved (no descriptor to take it
+  // with); the claim is given back unless done. Requires s's mu.
+  attempt attempt_locked(listener_station& s, commit_target& c) {
     if (!c.claim()) return attempt::done;  // committed elsewhere: done with it
-    if (st_->closed_) {
-      c.slot().set_exception(closed_listener_error(st_->kind_, who_));
+    if (s.closed_locked()) {
+      c.slot().set_exception(closed_listener_error(s.kind(), who_));
       c.publish();
       return attempt::done;
     }
@@ -151,16 +176,9 @@ class listener_state::accept_node final : public base_evt<port_pair> {
       c.publish();
       return attempt::done;
     }
-    const int fd = st_->accept_locked();
+    const int fd = s.accept_locked();
     if (fd < 0) {
       const int error = errno;
-      if (st_->io_->owner_exited() && (error == EAGAIN || error == EMFILE || error == ENFILE)) {
-        c.slot().set_exception(std::make_exception_ptr(exn_fail_contract(
-            std::string(who_) +
-            ": the OS thread that made the listener has exited, so it cannot wait")));
-        c.publish();
-        return attempt::done;
-      }
       if (error == EAGAIN || error == EMFILE || error == ENFILE) {
         c.unclaim();
         return error == EAGAIN ? attempt::none : attempt::starved;
@@ -170,10 +188,10 @@ class listener_state::accept_node final : public base_evt<port_pair> {
       c.publish();
       return attempt::done;
     }
-    st_->retry_delay_ = kFirstRetryDelay;
+    s.accepted_locked();
     try {
       custodian_scope in(owner_);
-      c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, st_->kind_.port_name, who_));
+      c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, s.kind().port_name, who_));
     } catch (...) {
       c.slot().set_exception(std::current_exception());
     }
@@ -182,29 +200,55 @@ class listener_state::accept_node final : public base_evt<port_pair> {
   }
 
   bool try_sync(self_ref& self) override {
-    std::lock_guard<std::mutex> g(st_->mu_);
+    const std::shared_ptr<listener_station> s = station_or_raise();
+    if (s == nullptr) return closed_now(self);
+    std::lock_guard<std::mutex> g(s->mu());
     self_commit c(self);
     // A poll's claim cannot fail. A starved poll asks for no retry: nobody
     // waits yet (arm will).
-    return attempt_locked(c) == attempt::done;
+    return attempt_locked(*s, c) == attempt::done;
   }
   void arm(waiter& w) override {
-    std::lock_guard<std::mutex> g(st_->mu_);
+    const std::shared_ptr<listener_station> s = station_or_raise();
+    if (s == nullptr) {
+      self_ref self(w);
+      closed_now(self);
+      return;
+    }
+    std::lock_guard<std::mutex> g(s->mu());
+    s->attend_locked();
     self_ref self(w);
     self_commit c(self);
-    const attempt a = attempt_locked(c);
+    const attempt a = attempt_locked(*s, c);
     if (a == attempt::done) return;
     w.data = this;
-    st_->accept_waiters_.push_back(&w);
-    if (a == attempt::starved) st_->starved_locked();
+    s->accept_waiters().push_back(&w);
+    s->count_parked_locked();
+    if (a == attempt::starved) s->starved_locked();
   }
+  // On the syncing OS thread, whose station the waiter parked on.
   void disarm(waiter& w) noexcept override {
-    std::lock_guard<std::mutex> g(st_->mu_);
-    st_->accept_waiters_.remove(&w);
+    const std::shared_ptr<listener_station> s = st_->existing_station_here();
+    if (s == nullptr) return;
+    std::lock_guard<std::mutex> g(s->mu());
+    s->accept_waiters().remove(&w);
+    s->count_parked_locked();
   }
   const char* name() const override { return who_; }
 
  private:
+  std::shared_ptr<listener_station> station_or_raise() const {
+    return listener_state::station_here(st_, who_);
+  }
+  // The listener was closed before this thread had a station.
+  bool closed_now(self_ref& self) {
+    self_commit c(self);
+    if (!c.claim()) return false;
+    c.slot().set_exception(closed_listener_error(st_->kind_, who_));
+    c.publish();
+    return true;
+  }
+
   const std::shared_ptr<listener_state> st_;
   const custodian owner_;
   const char* const who_;
@@ -212,50 +256,165 @@ class listener_state::accept_node final : public base_evt<port_pair> {
 
 // Reports are hints (a retry's report may find the connection gone): the
 // listener event's waiters commit only if a connection waits.
-void listener_state::serve_locked() {
+void listener_station::serve_locked() {
   if (!ready_waiters_.empty() && ready_locked()) {
     while (waiter* w = ready_waiters_.pop_front()) {
       if (claim_waiter(*w)) {
-        const auto* r = static_cast<const ready_request*>(w->data);
+        const auto* r = static_cast<const listener_state::ready_request*>(w->data);
         complete_waiter(*w, [r](result_slot& slot) { r->deliver(slot); });
       }
     }
   }
   while (waiter* w = accept_waiters_.front()) {
     waiter_commit c(*w, accept_waiters_);
-    const attempt a = static_cast<accept_node*>(w->data)->attempt_locked(c);
+    const attempt a = static_cast<listener_state::accept_node*>(w->data)->attempt_locked(*this, c);
     if (a == attempt::done) continue;
     if (a == attempt::starved) starved_locked();
-    return;
+    break;
   }
+  count_parked_locked();
 }
 
-// An accept found no descriptor and its waiter stays parked: ask for a
-// report after the current delay, and back off (see listener.h).
-void listener_state::starved_locked() {
-  try {
-    io_->report_after(retry_delay_, kReadable);
-  } catch (const std::bad_alloc&) {
-    // No memory for the timer: the next connection's report retries.
-  }
-  retry_delay_ = std::min(retry_delay_ * 2, kMaxRetryDelay);
-}
-
-void listener_state::on_io(uint32_t /*events*/) noexcept {
+void listener_station::close_and_serve() {
   std::lock_guard<std::mutex> g(mu_);
-  serve_locked();
+  closed_ = true;
+  serve_locked();  // every parked sync sees the close
+}
+
+listener_station::stats listener_station::snapshot() {
+  std::lock_guard<std::mutex> g(mu_);
+  return stats{owner_, reports_, accepts_, withdrawn_,
+               !ready_waiters_.empty() || !accept_waiters_.empty()};
+}
+
+// --- listener_state --------------------------------------------------------
+
+listener_state::listener_state(int fd, const listener_kind& kind, std::string where)
+    : fd_(fd), kind_(kind), where_(std::move(where)) {}
+
+listener_state::~listener_state() { close(); }
+
+std::shared_ptr<listener_state> listener_state::open(int fd, const listener_kind& kind,
+                                                     std::string where, const char* who,
+                                                     int& error) {
+  std::shared_ptr<listener_state> st;
+  try {
+    st = std::make_shared<listener_state>(fd, kind, std::move(where));
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  // From here the state owns fd: dropping it closes fd.
+  node_ref<io_handle> io = io_handle::create(fd, io_mode::shared_accept);
+  if (io->error() != 0) {
+    error = io->error();
+    return nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> g(st->mu_);
+    auto s = std::make_shared<listener_station>(st, fd, kind, std::move(io));
+    s->io().set_listener(s.get());
+    st->stations_.push_back(std::move(s));
+  }
+  current_custodian().manage(st, who);  // if it refuses, st's destructor closes fd
+  return st;
+}
+
+bool listener_state::closed() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return closed_;
+}
+
+bool listener_state::ready_now() const {
+  // Under mu_: while closed_ is false the fd is open (it is closed only
+  // after close() has set closed_).
+  std::lock_guard<std::mutex> g(mu_);
+  if (closed_) return true;
+  pollfd p{fd_, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, 0);
+  } while (r < 0 && errno == EINTR);
+  return r > 0;
+}
+
+std::shared_ptr<listener_station> listener_state::existing_station_here() const {
+  std::lock_guard<std::mutex> g(mu_);
+  for (const auto& s : stations_) {
+    if (s->io().on_owner_thread()) return s;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<listener_station> listener_state::station_here(
+    const std::shared_ptr<listener_state>& st, const char* who) {
+  std::lock_guard<std::mutex> g(st->mu_);
+  for (const auto& s : st->stations_) {
+    if (s->io().on_owner_thread()) return s;
+  }
+  if (st->closed_) return nullptr;
+  // First use on this OS thread: register the listener with its reactor.
+  node_ref<io_handle> io = io_handle::create(st->fd_, io_mode::shared_accept);
+  if (io->error() != 0) {
+    const int error = io->error();
+    throw exn_fail_network(
+        errno_message(std::string(who) + ": failed to watch the listener on this OS thread", error),
+        error);
+  }
+  auto s = std::make_shared<listener_station>(st, st->fd_, st->kind_, io);
+  io->set_listener(s.get());  // before the first sync, so no report yet
+  st->stations_.push_back(s);
+  return s;
+}
+
+bool listener_state::nudge_other_than(const listener_station* from) {
+  std::shared_ptr<listener_station> target;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (closed_) return false;
+    for (const auto& s : stations_) {
+      if (s.get() != from && s->has_waiters() && !s->io().owner_exited()) {
+        target = s;
+        break;
+      }
+    }
+  }
+  if (target == nullptr) return false;
+  target->nudge();
+  return true;
 }
 
 void listener_state::close() noexcept {
+  std::vector<std::shared_ptr<listener_station>> stations;
   {
     std::lock_guard<std::mutex> g(mu_);
     if (closed_) return;
     closed_ = true;
-    serve_locked();  // every parked sync sees the close
+    stations = stations_;
   }
-  // The handle closes on its owner thread, then the fd; the bridge lives
-  // until the handle no longer names it.
-  io_->close_from_any_thread([bridge = bridge_, fd = fd_] { ::close(fd); });
+  for (const auto& s : stations) s->close_and_serve();
+  // Each handle closes on its owner thread; the fd closes after the last
+  // one (the last reference to the closer). A station lives until its handle
+  // no longer names it.
+  auto closer = std::make_shared<fd_closer>(fd_);
+  for (const auto& s : stations) {
+    s->io().close_from_any_thread([s, closer]() mutable { closer.reset(); });
+  }
+}
+
+std::vector<listener_station::stats> listener_state::station_stats() const {
+  std::vector<std::shared_ptr<listener_station>> stations;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stations = stations_;
+  }
+  std::vector<listener_station::stats> out;
+  for (const auto& s : stations) out.push_back(s->snapshot());
+  return out;
+}
+
+uint32_t listener_state::set_rotate_every(uint32_t n) {
+  return rotate_every.exchange(n, std::memory_order_relaxed);
 }
 
 evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>& st,
