@@ -96,7 +96,9 @@ void connection::serve() {
   try {
     run();
   } catch (const exn_fail& e) {
-    if (!client_went_away(e) && !in_.closed() && !out_.closed()) {
+    // A connection whose custodian is shut down (by a stop() from another
+    // OS thread, say) is being killed: what fails meanwhile is not news.
+    if (!client_went_away(e) && !in_.closed() && !out_.closed() && !cust_.is_shut_down()) {
       server_->log(std::string("connection: ") + e.what());
     }
   } catch (const std::exception& e) {

@@ -184,13 +184,17 @@ void worker_state::accept_loop(const std::shared_ptr<server_state>& self) {
       ports = sync(accept);
     } catch (const exn_fail_network& e) {
       conn_cust.shutdown_all();
+      if (s.cust_.is_shut_down()) break;
       s.log(std::string("Connection error: ") + e.what());
       continue;
     } catch (const exn_fail& e) {
-      // A closed listener (drain), or anything else: the loop ends, as
+      // A closed listener (drain, or a stop() from another OS thread that
+      // has not killed this loop yet), or anything else: the loop ends, as
       // Racket's listener thread does.
       conn_cust.shutdown_all();
-      if (!s.draining_.load()) s.log(std::string("web: accept loop ended: ") + e.what());
+      if (!s.draining_.load() && !s.cust_.is_shut_down()) {
+        s.log(std::string("web: accept loop ended: ") + e.what());
+      }
       break;
     }
     try {
@@ -208,7 +212,10 @@ void worker_state::accept_loop(const std::shared_ptr<server_state>& self) {
           },
           thread_options{.name = "http connection"});
     } catch (const exn_fail& e) {
+      // A stop() from another OS thread may have shut the custodians down
+      // since the accept: then this loop is about to die, and says nothing.
       conn_cust.shutdown_all();
+      if (s.cust_.is_shut_down()) break;
       s.log(std::string("web: cannot start a connection: ") + e.what());
     }
   }
