@@ -3,6 +3,8 @@
 // timer manager, and the start and end of the worker OS threads.
 #include "web/internal/server_state.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <thread>
 #include <utility>
@@ -82,6 +84,7 @@ void server_state::start_worker_threads() {
     // Owns nothing of the server but the threads and the semaphore, so it
     // never keeps the server's state alive.
     std::thread([threads, finished = finished_] {
+      (void)pthread_setname_np(pthread_self(), "web reaper");
       for (std::thread& t : *threads) t.join();
       threads->clear();
       finished.post();
@@ -97,6 +100,10 @@ void server_state::start_worker_threads() {
 // thread, whose teardown kills what is left of its green threads (they are
 // dying already) and closes its ports and reactor.
 void server_state::run_worker(std::size_t index) {
+  // "web thread 1", ... in top -H, ps -L and /proc/PID/task/*/comm (at most
+  // 15 bytes; a failure only costs the name).
+  const std::string name = "web thread " + std::to_string(index);
+  (void)pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   try {
     if (opts_.on_thread_start) opts_.on_thread_start(index);
     custodian_scope under(cust_);
