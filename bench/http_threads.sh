@@ -6,13 +6,16 @@
 #       core 1: the server has one core, the load generator the other;
 #   2t: hello_web SOCK 2, server thread 0 (the main thread) pinned to core 0
 #       and server thread 1 ("web thread 1") to core 1, h2load unpinned:
-#       the server may use both cores but shares them with h2load.
+#       the server may use both cores but shares them with h2load;
+#   1u: hello_web SOCK 1 and h2load, neither pinned (a control: on a loaded
+#       machine a pinned process cannot flee a busy core, which alone can
+#       move the rates).
 # h2load --h1 -B unix:SOCK -c CONNS -t 1 -D DURATION --warm-up-time WARMUP
 # (with CLOSE=1, -H "Connection: close": a new connection per request).
 # On 2 cores this cannot show scaling: the honest figures are CPU per
 # request (does the second thread cost anything?) and latency.
 #   bench/http_threads.sh
-#   ROUNDS=5 CONFIGS="1t 2t" bench/http_threads.sh
+#   ROUNDS=5 CONFIGS="1t 1u 2t" bench/http_threads.sh
 # Settings (environment): ROUNDS (5), DURATION (5 s measured), WARMUP (1 s),
 # CONNS (64), CONFIGS ("1t 2t"), CLOSE (0), CORES ("0 1": the two cores
 # used), RKT_SERVER (a hello_web binary to use instead of building
@@ -92,6 +95,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
       1t) taskset -c "$CORE0" "$WORK/hello_web" "$sock" 1 >"$d/server.log" 2>&1 &
           h2pin=(taskset -c "$CORE1") ;;
       2t) "$WORK/hello_web" "$sock" 2 >"$d/server.log" 2>&1 &
+          h2pin=() ;;
+      1u) "$WORK/hello_web" "$sock" 1 >"$d/server.log" 2>&1 &
           h2pin=() ;;
       *) echo "unknown configuration $cfg" >&2; exit 2 ;;
     esac
@@ -213,6 +218,7 @@ for cfg in $CONFIGS; do
   case $cfg in
     1t) label="1 thread, pinned to core $CORE0; h2load on core $CORE1" ;;
     2t) label="2 threads, one per core; h2load unpinned" ;;
+    1u) label="1 thread, unpinned; h2load unpinned" ;;
   esac
   echo "| $label | $rps | $p50 | $p99 | $cpu | ${shares%; } |"
 done
