@@ -6,6 +6,8 @@
 #include <pthread.h>
 
 #include <cstdio>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -51,36 +53,32 @@ void server_state::start() {
 
 // Starts server threads 1 .. threads-1 and waits until each has spawned its
 // green threads or failed; the reaper joins them once they end and posts
-// finished_. On a failure the server is stopped, every started thread
-// joined, and the failure raised.
+// finished_. On any failure (a thread or the reaper not started, a server
+// thread's failure, the caller killed while it waits) the server is
+// stopped, every started thread joined (each ends once it sees the
+// shutdown), and the failure raised.
 void server_state::start_worker_threads() {
   auto threads = std::make_shared<std::vector<std::thread>>();
   std::shared_ptr<server_state> self = shared_from_this();
   auto stop_and_join = [&] {
-    cust_.shutdown_all();
+    try {
+      cust_.shutdown_all();
+    } catch (...) {
+      // The caller is being killed: the shutdown is done all the same.
+    }
     for (std::thread& t : *threads) t.join();
   };
   try {
     for (std::size_t i = 1; i < opts_.threads; ++i) {
       threads->emplace_back([self, i] { self->run_worker(i); });
     }
-  } catch (const std::system_error& e) {
-    // The threads started so far report, then see the shutdown.
-    for (std::size_t i = 0; i < threads->size(); ++i) started_.wait();
-    stop_and_join();
-    throw exn_fail(std::string("serve: cannot start a server thread: ") + e.what());
-  }
-  for (std::size_t i = 1; i < opts_.threads; ++i) started_.wait();
-  std::exception_ptr error;
-  {
-    std::lock_guard<std::mutex> g(start_mu_);
-    error = start_error_;
-  }
-  if (error) {
-    stop_and_join();
-    std::rethrow_exception(error);
-  }
-  try {
+    for (std::size_t i = 1; i < opts_.threads; ++i) started_.wait();
+    std::exception_ptr error;
+    {
+      std::lock_guard<std::mutex> g(start_mu_);
+      error = start_error_;
+    }
+    if (error) std::rethrow_exception(error);
     // Owns nothing of the server but the threads and the semaphore, so it
     // never keeps the server's state alive.
     std::thread([threads, finished = finished_] {
@@ -92,6 +90,9 @@ void server_state::start_worker_threads() {
   } catch (const std::system_error& e) {
     stop_and_join();
     throw exn_fail(std::string("serve: cannot start a server thread: ") + e.what());
+  } catch (...) {
+    stop_and_join();
+    throw;
   }
 }
 
