@@ -47,7 +47,7 @@
 // Racket.
 //
 // Timeouts: one deadline per connection, as Racket's timer manager keeps,
-// all watched by one manager green thread of the server. It is set to
+// all watched by one manager green thread per server thread. It is set to
 // `request_timeout` when a request begins to be awaited (the idle
 // keep-alive timeout and the budget for reading the whole request), and to
 // `response_timeout` once the request is read (the budget for the handler
@@ -106,6 +106,8 @@ struct options {
   absl::Duration response_timeout = absl::Seconds(60);
   struct limits limits = {};
   // One call per log line (no newline); default: the line and "\n" to stderr.
+  // With threads > 1 it is called from several OS threads, one call at a
+  // time.
   std::function<void(std::string_view)> log = nullptr;
   // The Server header's value.
   std::string server_name = "rkt";

@@ -196,11 +196,12 @@ void worker_state::accept_loop(const std::shared_ptr<server_state>& self) {
       s.log(std::string("Connection error: ") + e.what());
       continue;
     } catch (const exn_fail& e) {
-      // A closed listener (drain, or a stop() from another OS thread that
-      // has not killed this loop yet), or anything else: the loop ends, as
-      // Racket's listener thread does.
+      // A closed listener (drain, a stop() from another OS thread that has
+      // not killed this loop yet, another thread's loop that ended), or
+      // anything else: the loop ends, as Racket's listener thread does.
+      // Only the first loop to end says why.
       conn_cust.shutdown_all();
-      if (!s.draining_.load() && !s.cust_.is_shut_down()) {
+      if (!s.draining_.load() && !s.cust_.is_shut_down() && !s.listener_closed()) {
         s.log(std::string("web: accept loop ended: ") + e.what());
       }
       break;

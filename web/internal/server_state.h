@@ -132,6 +132,8 @@ class server_state : public std::enable_shared_from_this<server_state> {
 
   // Closes the listener; idempotent, any thread.
   void close_listener();
+  // close_listener() was called (by a drain or an accept loop that ended).
+  bool listener_closed() const { return listener_closed_.load(); }
 
  private:
   void run_worker(std::size_t index);
