@@ -8,6 +8,12 @@
 //                   server's custodian down (closing the listener and every
 //                   connection, killing their threads) and removes the
 //                   socket file.
+//   echo PATH N     the same with N accept loops, one per OS thread (the
+//                   main one and N - 1 more), all under the one custodian;
+//                   each connection is served on the thread that accepted
+//                   it. On the way out it prints the connections accepted
+//                   per thread, and fails (exit 1) if a descriptor opened
+//                   while serving is still open.
 //
 // SIGINT and SIGTERM arrive through a signalfd read by a green thread, in
 // both modes.
@@ -15,9 +21,18 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <string>
+#include <dirent.h>
 
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
 #include "custodian/custodian.h"
 #include "evt/exn.h"
 #include "evt/sync.h"
@@ -30,13 +45,31 @@
 
 namespace {
 
-// Serves on `path` until a signal arrives on `signal_fd`; the exit status.
-int serve_until_signalled(const std::string& path, int signal_fd) {
+// The descriptors open in this process.
+std::set<int> open_fds() {
+  std::set<int> fds;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_name[0] != '.') fds.insert(std::atoi(e->d_name));
+    }
+    fds.erase(::dirfd(d));
+    ::closedir(d);
+  }
+  return fds;
+}
+
+// Serves on `path` with `threads` accept loops until a signal arrives on
+// `signal_fd`; the exit status.
+int serve_until_signalled(const std::string& path, std::size_t threads, int signal_fd) {
   rkt::custodian server = rkt::make_custodian();
+  rkt::yield();  // this OS thread's scheduler (its reactor's descriptors) exists from here
+  const std::set<int> fds_before = open_fds();
+  std::vector<std::atomic<std::size_t>> accepted(threads);
+  std::vector<std::thread> loops;
   try {
     rkt::custodian_scope under(server);
     rkt::unix_socket_listener listener = rkt::unix_socket_listen(path, 511);
-    rkt::thread([listener] { rkt::examples::serve_echo(listener); });
+    loops = rkt::examples::serve_echo_on_threads(listener, threads, accepted);
     rkt::input_port signals = rkt::make_fd_input_port(signal_fd, "signalfd");
     rkt::thread([signals, server] {
       try {
@@ -46,27 +79,45 @@ int serve_until_signalled(const std::string& path, int signal_fd) {
       }
       server.shutdown_all();
     });
-  } catch (const rkt::exn_fail& e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "echo: %s\n", e.what());
+    server.shutdown_all();
+    for (std::thread& t : loops) t.join();
     return 1;
   }
   std::printf("echo server on %s\n", path.c_str());
   std::fflush(stdout);
   rkt::sync(server.shutdown_evt());
+  for (std::thread& t : loops) t.join();
+  // One pass of this OS thread's idle loop: it carries out the port closes
+  // that other OS threads handed to it (ports it owns).
+  rkt::sleep(absl::Milliseconds(1));
   ::unlink(path.c_str());
-  std::printf("echo server stopped\n");
-  return 0;
+  std::string per_thread;
+  for (const std::atomic<std::size_t>& n : accepted) per_thread += " " + std::to_string(n.load());
+  std::printf("echo server stopped; connections accepted per thread:%s\n", per_thread.c_str());
+  int status = 0;
+  for (int fd : open_fds()) {
+    if (fds_before.count(fd) == 0) {
+      std::fprintf(stderr, "echo: descriptor %d is still open after the shutdown\n", fd);
+      status = 1;
+    }
+  }
+  return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2) {
-    std::fprintf(stderr, "usage: echo [SOCKET_PATH]\n");
+  const long threads = argc == 3 ? std::strtol(argv[2], nullptr, 10) : 1;
+  if (argc > 3 || threads < 1 || threads > 1024) {
+    std::fprintf(stderr, "usage: echo [SOCKET_PATH [THREADS]]  (THREADS: 1 to 1024)\n");
     return 2;
   }
   const int signal_fd = rkt::examples::block_stop_signals("echo");
   if (signal_fd < 0) return 1;
-  if (argc == 2) return serve_until_signalled(argv[1], signal_fd);
+  if (argc >= 2) {
+    return serve_until_signalled(argv[1], static_cast<std::size_t>(threads), signal_fd);
+  }
   return rkt::examples::run_echo_demo(argv[0], signal_fd);
 }

@@ -4,8 +4,8 @@
 #include <array>
 #include <cstdio>
 #include <optional>
-#include <utility>
 #include <string_view>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "evt/exn.h"
@@ -42,7 +42,7 @@ bool listener_closed(const unix_socket_listener& listener) {
 
 }  // namespace
 
-void serve_echo(const unix_socket_listener& listener) {
+void serve_echo(const unix_socket_listener& listener, std::atomic<std::size_t>* accepted) {
   for (;;) {
     std::optional<std::pair<input_port, output_port>> conn;
     try {
@@ -55,8 +55,35 @@ void serve_echo(const unix_socket_listener& listener) {
       std::fprintf(stderr, "echo: %s\n", e.what());
       continue;
     }
+    if (accepted != nullptr) accepted->fetch_add(1, std::memory_order_relaxed);
     rkt::thread([in = conn->first, out = conn->second] { echo(in, out); });
   }
+}
+
+std::vector<std::thread> serve_echo_on_threads(const unix_socket_listener& listener,
+                                               std::size_t threads,
+                                               std::vector<std::atomic<std::size_t>>& accepted) {
+  const custodian server = current_custodian();
+  rkt::thread([listener, counter = &accepted[0]] { serve_echo(listener, counter); });
+  std::vector<std::thread> started;
+  try {
+    for (std::size_t i = 1; i < threads; ++i) {
+      started.emplace_back([listener, server, counter = &accepted[i]] {
+        {
+          custodian_scope under(server);
+          rkt::thread([listener, counter] { serve_echo(listener, counter); });
+        }
+        // Returning ends this OS thread, whose teardown finishes the dying
+        // loop and connections and closes their ports.
+        sync(server.shutdown_evt());
+      });
+    }
+  } catch (...) {
+    server.shutdown_all();
+    for (std::thread& t : started) t.join();
+    throw;
+  }
+  return started;
 }
 
 }  // namespace rkt::examples

@@ -1,5 +1,6 @@
-// hello_web [SOCKET_PATH]: the README's web server on a Unix socket
-// (default /tmp/rkt-hello.sock). GET and HEAD of any path answer 200
+// hello_web [SOCKET_PATH [THREADS]]: the README's web server on a Unix
+// socket (default /tmp/rkt-hello.sock), with THREADS server threads
+// (options.threads, default 1). GET and HEAD of any path answer 200
 // "Hello, World!\n" (text/plain); POST and PUT echo the request body with
 // its Content-Type. If SOCKET_PATH exists and is a socket file, it is
 // removed before listening (a stale socket from an earlier run); any other
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "evt/exn.h"
@@ -42,11 +44,12 @@ rkt::web::response hello(rkt::web::request& req) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 2) {
-    std::fprintf(stderr, "usage: hello_web [SOCKET_PATH]\n");
+  const long threads = argc == 3 ? std::strtol(argv[2], nullptr, 10) : 1;
+  if (argc > 3 || threads < 1 || threads > 1024) {
+    std::fprintf(stderr, "usage: hello_web [SOCKET_PATH [THREADS]]  (THREADS: 1 to 1024)\n");
     return 2;
   }
-  const std::string path = argc == 2 ? argv[1] : "/tmp/rkt-hello.sock";
+  const std::string path = argc >= 2 ? argv[1] : "/tmp/rkt-hello.sock";
   const int signal_fd = rkt::examples::block_stop_signals("hello_web");
   if (signal_fd < 0) return 1;
   const bool abstract = !path.empty() && path[0] == '@';
@@ -61,7 +64,8 @@ int main(int argc, char** argv) {
 
   std::optional<rkt::web::server> server;
   try {
-    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(where)});
+    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(where),
+                                     .threads = static_cast<std::size_t>(threads)});
   } catch (const rkt::exn_fail& e) {
     std::fprintf(stderr, "hello_web: %s\n", e.what());
     return 1;
@@ -76,7 +80,7 @@ int main(int argc, char** argv) {
   });
   std::printf("listening on %s\n", path.c_str());
   std::fflush(stdout);
-  rkt::sync(server->stopped_evt());
+  rkt::sync(server->finished_evt());
   signals.close();
   if (!abstract) ::unlink(path.c_str());
   return 0;

@@ -3,7 +3,8 @@
 # socket name: GET, HEAD, POST, keep-alive reuse across several URLs,
 # chunked upload, Expect: 100-continue, a malformed request, an oversized
 # header; and hello_web's contract (its one "listening on" line, a stale
-# socket file replaced, exit 0 on SIGTERM and SIGINT with the file removed).
+# socket file replaced, exit 0 on SIGTERM and SIGINT with the file removed),
+# also with 2 server threads.
 set -u
 HELLO="$TEST_SRCDIR/$TEST_WORKSPACE/examples/hello_web"
 [ -x "$HELLO" ] || HELLO="$(pwd)/examples/hello_web"
@@ -23,9 +24,10 @@ fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 expect_eq() { [ "$1" == "$2" ] || fail "$3: expected [$2], got [$1]"; }
 expect_grep() { grep -q -- "$1" "$2" || { fail "$3: no [$1] in $2:"; cat "$2"; }; }
 
-# Starts hello_web on $1; waits (bounded) for its "listening on" line.
+# Starts hello_web on $1 (further arguments passed on); waits (bounded) for
+# its "listening on" line.
 start_hello() {
-  "$HELLO" "$1" >"$T/out" 2>"$T/err" &
+  "$HELLO" "$@" >"$T/out" 2>"$T/err" &
   PID=$!
   PIDS+=("$PID")
   for _ in $(seq 1 200); do
@@ -89,6 +91,15 @@ NAME="rkt-web-curl-$$-$RANDOM"
 start_hello "@$NAME"
 run_cases --abstract-unix-socket "$NAME"
 stop_hello INT
+
+# Two server threads (hello_web SOCKET_PATH 2): the second is an OS thread
+# named "web thread 1"; the same cases pass; SIGTERM stops both.
+SOCK2="$T/hello2.sock"
+start_hello "$SOCK2" 2
+grep -qx "web thread 1" /proc/"$PID"/task/*/comm || fail "hello_web $SOCK2 2: no 'web thread 1'"
+run_cases --unix-socket "$SOCK2"
+stop_hello TERM
+[ -e "$SOCK2" ] && fail "socket file left behind (2 threads)"
 
 if [ -s "$T/err" ]; then fail "hello_web wrote to stderr:"; cat "$T/err"; fi
 [ "$FAILS" -eq 0 ] && echo PASS

@@ -2,10 +2,12 @@
 // custodian shutdown: every connection and the listener close at once, the
 // socket file stays), drain(deadline), accepting paused at max_concurrent,
 // listen errors raised by serve().
+#include <errno.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "custodian/custodian.h"
@@ -39,10 +41,44 @@ class WebLifecycle : public rkt::test::web_test {
     };
   }
 
+  // The server closed `c`: EOF. With more than one server thread, the
+  // partial request may not have been read yet on the other OS thread when
+  // stop() closed its connection, and a close with unread input is a reset.
+  void expect_closed(const conn& c) {
+    try {
+      EXPECT_EQ(rkt::test::read_to_eof(c.in), "");
+    } catch (const rkt::exn_fail_network& e) {
+      EXPECT_GT(threads(), 1u) << e.what();
+      EXPECT_EQ(e.error_number(), ECONNRESET) << e.what();
+    }
+  }
+
+  // No new client gets in once the listener is closed. With one server
+  // thread the listener's descriptor is closed when stop() or the drain's
+  // close returns, so a connect is refused. With more, the last close of it
+  // may be handed to another OS thread and come a moment later: a connect
+  // may still land in the backlog then, but it is never served (EOF or a
+  // reset once the descriptor closes).
   void expect_connect_refused() {
     const uint16_t port = server_->local_port();
-    EXPECT_THROW(rkt::test::on_green_thread([&] { return unit_->connect("127.0.0.1", port); }),
-                 rkt::exn_fail_network);
+    if (threads() == 1) {
+      EXPECT_THROW(rkt::test::on_green_thread([&] { return unit_->connect("127.0.0.1", port); }),
+                   rkt::exn_fail_network);
+      return;
+    }
+    std::optional<conn> c;
+    try {
+      c.emplace(rkt::test::on_green_thread([&] { return unit_->connect("127.0.0.1", port); }));
+    } catch (const rkt::exn_fail_network&) {
+      return;
+    }
+    try {
+      send(*c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n");
+      EXPECT_TRUE(read_response(c->in).eof) << "a connection made after the close was served";
+    } catch (const rkt::exn_fail_network&) {
+      // Reset: not served.
+    }
+    c->close();
   }
 
   std::shared_ptr<rkt::semaphore> entered_ = std::make_shared<rkt::semaphore>();
@@ -65,11 +101,11 @@ TEST_P(WebLifecycle, StopClosesEveryConnectionAndTheListener) {
   EXPECT_TRUE(server_->stopped());
   EXPECT_TRUE(rkt::test::ready_now(server_->stopped_evt()));
   for (const conn* c : {&idle, &partial, &busy}) {
-    EXPECT_EQ(rkt::test::read_to_eof(c->in), "");
+    expect_closed(*c);
     c->close();
   }
   expect_connect_refused();
-  if (GetParam() == transport_kind::unix_socket) {
+  if (transport() == transport_kind::unix_socket) {
     EXPECT_TRUE(rkt::test::is_socket_file(socket_path())) << "Racket leaves the file";
   }
   EXPECT_THAT(log(), IsEmpty());
@@ -162,8 +198,8 @@ TEST_P(WebLifecycle, ListenErrorsAreRaisedByServe) {
   EXPECT_THROW(rkt::web::serve(gated(), o), rkt::exn_fail_network);
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, WebLifecycle,
-                         ::testing::Values(transport_kind::unix_socket, transport_kind::tcp),
-                         rkt::test::transport_name);
+INSTANTIATE_TEST_SUITE_P(TransportsAndThreads, WebLifecycle,
+                         rkt::test::all_web_setups(),
+                         rkt::test::web_setup_name);
 
 }  // namespace

@@ -326,8 +326,8 @@ TEST_P(WebServe, Http2PrefaceIsClosed) {
   c.close();
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, WebServe,
-                         ::testing::Values(transport_kind::unix_socket, transport_kind::tcp),
-                         rkt::test::transport_name);
+INSTANTIATE_TEST_SUITE_P(TransportsAndThreads, WebServe,
+                         rkt::test::all_web_setups(),
+                         rkt::test::web_setup_name);
 
 }  // namespace

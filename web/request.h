@@ -50,6 +50,11 @@ class request {
   const std::string& client_ip() const { return client_ip_; }
   uint16_t client_port() const { return client_port_; }
 
+  // Which of the server's threads (0 .. options.threads - 1; 0 is the OS
+  // thread that called serve()) accepted the connection and runs this
+  // handler.
+  std::size_t server_thread() const { return server_thread_; }
+
   // The body: reads stop at the end of the message (EOF), never past it.
   // A body that had arrived with the head is in memory; a longer or chunked
   // one streams from the connection as it is read (chunks decoded). A body
@@ -75,6 +80,7 @@ class request {
   std::vector<field> fields_;   // spans of raw_
   std::string client_ip_;
   uint16_t client_port_ = 0;
+  std::size_t server_thread_ = 0;
   // The body port: set by the connection for a streamed body; made from
   // body_bytes_ on first use otherwise.
   mutable std::optional<input_port> body_;

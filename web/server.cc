@@ -14,6 +14,9 @@ void server::stop() const { st_->cust_.shutdown_all(); }
 
 void server::drain(absl::Time deadline) const {
   if (!st_->cust_.is_shut_down()) {
+    // Connections see the flag at once; every server thread's manager
+    // carries the drain out when it sees the request.
+    st_->draining_.store(true);
     st_->drain_request_.post();
     (void)sync_deadline(deadline, st_->drained_.peek_evt(), st_->cust_.shutdown_evt());
   }
@@ -22,6 +25,10 @@ void server::drain(absl::Time deadline) const {
 
 evt<void> server::stopped_evt() const { return st_->cust_.shutdown_evt(); }
 bool server::stopped() const { return st_->cust_.is_shut_down(); }
+evt<void> server::finished_evt() const {
+  if (st_->opts_.threads <= 1) return stopped_evt();
+  return st_->finished_.peek_evt();
+}
 const std::string& server::local_ip() const { return st_->local_ip_; }
 uint16_t server::local_port() const { return st_->local_port_; }
 const custodian& server::server_custodian() const { return st_->cust_; }

@@ -13,8 +13,21 @@
 // handler and writes the responses. The handler runs in that connection's
 // green thread, so a handler that blocks blocks only its connection (and
 // the requests pipelined behind it). A connection ends by shutting its
-// custodian down, which also closes what the handler made under it. All of
-// the server's green threads run on the OS thread that called serve().
+// custodian down, which also closes what the handler made under it.
+//
+// Threads: with options.threads == 1 (the default) all of the server's
+// green threads run on the OS thread that called serve(), and no other OS
+// thread is made. With threads == n > 1, serve() also starts n - 1 OS
+// threads; each of the n server threads runs its own accept loop and
+// manager, all on the one listener and under the one custodian, and serves
+// every connection it accepts on itself for the connection's whole life
+// (request::server_thread() says which). The handler is then called from
+// several OS threads at once: it must be thread-safe (rkt's channels,
+// semaphores and custodians are; plain shared variables are not). The log
+// function is called from several OS threads too, one call at a time.
+// stop() and drain() end every server thread; finished_evt() is ready once
+// the extra OS threads have exited. Stop the server and sync on
+// finished_evt() before the process exits.
 //
 // HTTP: keep-alive and pipelining (responses in request order; responses to
 // requests that arrived together go out in one write), Content-Length and
@@ -34,7 +47,7 @@
 // Racket.
 //
 // Timeouts: one deadline per connection, as Racket's timer manager keeps,
-// all watched by one manager green thread of the server. It is set to
+// all watched by one manager green thread per server thread. It is set to
 // `request_timeout` when a request begins to be awaited (the idle
 // keep-alive timeout and the budget for reading the whole request), and to
 // `response_timeout` once the request is read (the budget for the handler
@@ -86,15 +99,27 @@ struct options {
   uint16_t port = 80;  // 0 picks a free port (see server::local_port)
   std::optional<std::string> listen_ip = std::nullopt;
   int max_waiting = 511;  // the listen backlog
-  // Accepting pauses while this many connections are open.
+  // Accepting pauses while this many connections are open (on all server
+  // threads together; exact, also with several threads).
   std::size_t max_concurrent = 10000;
   absl::Duration request_timeout = absl::Seconds(60);
   absl::Duration response_timeout = absl::Seconds(60);
   struct limits limits = {};
   // One call per log line (no newline); default: the line and "\n" to stderr.
+  // With threads > 1 it is called from several OS threads, one call at a
+  // time.
   std::function<void(std::string_view)> log = nullptr;
   // The Server header's value.
   std::string server_name = "rkt";
+  // Server threads (see "Threads" above): 1 serves on the caller's OS
+  // thread only; n > 1 adds n - 1 OS threads. 0 raises exn_fail_contract.
+  // max_concurrent counts the connections of all threads together.
+  std::size_t threads = 1;
+  // Called on each server thread's OS thread, with its index, before that
+  // thread's accept loop starts (for index 0, in serve() on the caller):
+  // for CPU affinity, thread-local set-up, and the like. An exception from
+  // it stops the server and serve() raises it.
+  std::function<void(std::size_t thread_index)> on_thread_start = nullptr;
 };
 
 namespace internal {
@@ -119,6 +144,12 @@ class server {
   // has begun; its shutdown closes every port at once.
   evt<void> stopped_evt() const;
   bool stopped() const;
+  // Ready once the server has stopped and every OS thread it started has
+  // exited (its green threads dead, its descriptors closed). With threads
+  // == 1 it is stopped_evt(). The green threads of server thread 0 die
+  // when the serve() caller's OS thread next runs them (at once if stop()
+  // was called there).
+  evt<void> finished_evt() const;
 
   // The listener's address: with TCP port 0, the port the kernel picked.
   // (The Unix-socket unit reports "127.0.0.1" and 1.)
@@ -135,8 +166,10 @@ class server {
 };
 
 // Listens on `opts.transport` and serves `h` on it from green threads of the
-// calling OS thread (they run whenever the caller syncs). An error from
-// listen (a path in use, a port taken) is raised here.
+// calling OS thread (they run whenever the caller syncs) and, with
+// opts.threads > 1, of the OS threads it starts; returns once every server
+// thread is serving. An error from listen (a path in use, a port taken) or
+// from starting a server thread is raised here.
 server serve(handler h, options opts = {});
 
 }  // namespace rkt::web

@@ -1,6 +1,7 @@
 // Helpers for the web server's suites: an HTTP/1.1 response read from a
 // port with every read bounded, and a fixture that serves on a Unix socket
-// or on TCP port 0 and connects raw clients to it.
+// or on TCP port 0, with one or more server threads, and connects raw
+// clients to it.
 #ifndef RKT_TESTS_TESTING_HTTP_HELPERS_H_
 #define RKT_TESTS_TESTING_HTTP_HELPERS_H_
 
@@ -8,6 +9,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -104,23 +106,68 @@ inline std::string transport_name(const ::testing::TestParamInfo<transport_kind>
   return info.param == transport_kind::unix_socket ? "Unix" : "Tcp";
 }
 
+// A web suite's parameter: the transport and options.threads.
+struct web_setup {
+  transport_kind transport;
+  std::size_t threads;
+};
+
+// "Unix1Thread", "Tcp2Threads", ...
+inline std::string web_setup_name(const ::testing::TestParamInfo<web_setup>& info) {
+  return std::string(info.param.transport == transport_kind::unix_socket ? "Unix" : "Tcp") +
+         std::to_string(info.param.threads) + (info.param.threads == 1 ? "Thread" : "Threads");
+}
+
+// Both transports, with 1 and 2 server threads.
+inline auto all_web_setups() {
+  return ::testing::Values(web_setup{transport_kind::unix_socket, 1},
+                           web_setup{transport_kind::unix_socket, 2},
+                           web_setup{transport_kind::tcp, 1}, web_setup{transport_kind::tcp, 2});
+}
+
+// The server's log lines, appended from any OS thread.
+class log_lines {
+ public:
+  void add(std::string_view line) {
+    std::lock_guard<std::mutex> g(mu_);
+    lines_.emplace_back(line);
+  }
+  std::vector<std::string> get() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return lines_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
 // Serves on a Unix socket in a fresh directory, or on TCP 127.0.0.1 port
-// 0; collects the server's log lines; stops the server at the end of the
-// test, which must then leave no thread and no descriptor behind.
+// 0, with the parameter's number of server threads; collects the server's
+// log lines; stops the server at the end of the test and waits for its OS
+// threads to end, after which the test must leave no thread and no
+// descriptor behind.
 class web_test : public clean_test,
-                 public ::testing::WithParamInterface<transport_kind> {
+                 public ::testing::WithParamInterface<web_setup> {
  protected:
   void TearDown() override {
-    if (server_) server_->stop();
+    if (server_) {
+      server_->stop();
+      sync_within(server_->finished_evt());
+    }
     server_.reset();
     clean_test::TearDown();
   }
+
+  transport_kind transport() const { return GetParam().transport; }
+  std::size_t threads() const { return GetParam().threads; }
 
   // Starts serving `h`; `adjust` edits the options first.
   void start(rkt::web::handler h,
              const std::function<void(rkt::web::options&)>& adjust = nullptr) {
     rkt::web::options o;
-    if (GetParam() == transport_kind::unix_socket) {
+    o.threads = threads();
+    if (transport() == transport_kind::unix_socket) {
       unit_ = rkt::make_unix_socket_tcp_unit(dir_.file("s"));
       o.transport = unit_;
     } else {
@@ -129,7 +176,7 @@ class web_test : public clean_test,
       o.port = 0;
       o.listen_ip = "127.0.0.1";
     }
-    o.log = [log = log_](std::string_view line) { log->emplace_back(line); };
+    o.log = [log = log_](std::string_view line) { log->add(line); };
     if (adjust) adjust(o);
     server_.emplace(rkt::web::serve(std::move(h), std::move(o)));
   }
@@ -146,13 +193,13 @@ class web_test : public clean_test,
     c.out.flush();
   }
 
-  const std::vector<std::string>& log() const { return *log_; }
+  std::vector<std::string> log() const { return log_->get(); }
   std::string socket_path() const { return dir_.file("s"); }
 
   temp_dir dir_{"rkt_web"};
   std::shared_ptr<rkt::tcp_unit> unit_;
   std::optional<rkt::web::server> server_;
-  std::shared_ptr<std::vector<std::string>> log_ = std::make_shared<std::vector<std::string>>();
+  std::shared_ptr<log_lines> log_ = std::make_shared<log_lines>();
 };
 
 }  // namespace rkt::test

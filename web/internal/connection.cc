@@ -74,28 +74,31 @@ const llhttp_settings_t connection::kSettings = [] {
   return s;
 }();
 
-connection::connection(std::shared_ptr<server_state> server, custodian cust, input_port in,
-                       output_port out)
+connection::connection(std::shared_ptr<server_state> server, worker_state& worker,
+                       custodian cust, input_port in, output_port out)
     : server_(std::move(server)),
+      worker_(worker),
       cust_(std::move(cust)),
       in_(std::move(in)),
       out_(std::move(out)),
       buf_(new char[kMinBuffer]) {
   timer_.owner = this;
+  req_.server_thread_ = worker_.index;
   llhttp_init(&parser_, HTTP_REQUEST, &kSettings);
   parser_.data = this;
 }
 
 connection::~connection() {
   timer_list::unlink(timer_);
-  server_->connection_ended();
 }
 
 void connection::serve() {
   try {
     run();
   } catch (const exn_fail& e) {
-    if (!client_went_away(e) && !in_.closed() && !out_.closed()) {
+    // A connection whose custodian is shut down (by a stop() from another
+    // OS thread, say) is being killed: what fails meanwhile is not news.
+    if (!client_went_away(e) && !in_.closed() && !out_.closed() && !cust_.is_shut_down()) {
       server_->log(std::string("connection: ") + e.what());
     }
   } catch (const std::exception& e) {
@@ -126,7 +129,7 @@ void connection::run() {
     }
     st = read_body_then_handle();
     if (st == kClose) return;
-    if (st == kCloseAfter || (st == 0 && server_->draining_)) {
+    if (st == kCloseAfter || (st == 0 && server_->draining_.load())) {
       close_after_response();
       return;
     }
@@ -147,7 +150,7 @@ void connection::begin_request() {
   body_sink_.reset();
   body_status_ = 0;
   response_bytes_sent_ = false;
-  server_->set_deadline(*this, server_->reading_);
+  worker_.set_deadline(*this, worker_.reading_);
 }
 
 // Runs the parser, reading as needed, until `done`. Returns 0, an HTTP
@@ -193,6 +196,10 @@ void connection::execute() {
 // Writes pending output, then reads more input into the (empty) buffer.
 int connection::fill() {
   flush_output();
+  // While draining, a connection about to wait for a new request closes
+  // instead, like the idle ones the manager closed when the drain began
+  // (it may have been busy writing then).
+  if (!started_ && server_->draining_.load()) return kClose;
   // end_ is still the size of the last read; one that filled the buffer
   // means bytes are streaming in.
   if (end_ == buf_size_ && buf_size_ < kMaxBuffer) {
@@ -231,7 +238,7 @@ void connection::on_read_deadline() {
     return;
   }
   timed_out_ = true;
-  server_->set_deadline(*this, server_->reading_);
+  worker_.set_deadline(*this, worker_.reading_);
   in_.close();
 }
 
@@ -250,7 +257,7 @@ int connection::read_body_then_handle() {
   if (!has_body || (!chunked && length <= kInMemoryBody)) {
     const int st = parse_until(message_done_);
     if (st != 0) return st;
-    server_->set_deadline(*this, server_->responding_);
+    worker_.set_deadline(*this, worker_.responding_);
   } else {
     flush_output();
     auto [body_in, body_out] = make_pipe(kPipeLimit, "request body", "request body");
@@ -276,7 +283,7 @@ int connection::read_body_then_handle() {
     req_.body_->close();
     sync(feeder->dead_evt());
     if (body_status_ != 0) return body_status_;
-    server_->set_deadline(*this, server_->responding_);
+    worker_.set_deadline(*this, worker_.responding_);
   }
   if (!resp) {
     send_error(500);
@@ -315,7 +322,7 @@ bool connection::send_response(response& resp) {
   const int status = resp.status;
   const bool head = std::strcmp(req_.method_, "HEAD") == 0;
   const bool no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
-  bool keep_alive = keep_alive_ && !server_->draining_;
+  bool keep_alive = keep_alive_ && !server_->draining_.load();
   bool has_server = false, has_date = false;
   std::optional<std::string_view> given_length;
   for (const auto& [name, value] : resp.headers) {

@@ -19,10 +19,11 @@
 //
 // Invariants: started_ is true once a byte of the current request has been
 // parsed; message_done_ once it is complete. Everything here is touched
-// only from green threads of the server's OS thread: this connection's
-// thread, its feeder while the handler runs (the connection thread then
-// touches only the request, through the handler), and the server's
-// manager (on_read_deadline, idle, cust) while those are parked.
+// only from green threads of the server thread that accepted the
+// connection (its worker_state): this connection's thread, its feeder
+// while the handler runs (the connection thread then touches only the
+// request, through the handler), and that server thread's manager
+// (on_read_deadline, idle, cust) while those are parked.
 #ifndef RKT_WEB_INTERNAL_CONNECTION_H_
 #define RKT_WEB_INTERNAL_CONNECTION_H_
 
@@ -45,11 +46,14 @@
 namespace rkt::web::internal {
 
 class server_state;
+class worker_state;
 
 class connection {
  public:
-  connection(std::shared_ptr<server_state> server, custodian cust, input_port in,
-             output_port out);
+  // `worker`: the server thread whose accept loop took the connection (and
+  // on whose OS thread it runs); its deadline lists hold this connection.
+  connection(std::shared_ptr<server_state> server, worker_state& worker, custodian cust,
+             input_port in, output_port out);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -107,6 +111,7 @@ class connection {
 
   timer_node timer_;
   std::shared_ptr<server_state> server_;
+  worker_state& worker_;
   custodian cust_;
   input_port in_;
   output_port out_;
