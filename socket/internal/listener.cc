@@ -247,15 +247,29 @@ void listener_state::on_io(uint32_t /*events*/) noexcept {
 }
 
 void listener_state::close() noexcept {
+  std::function<void()> hook;
   {
     std::lock_guard<std::mutex> g(mu_);
     if (closed_) return;
     closed_ = true;
     serve_locked();  // every parked sync sees the close
+    hook = std::move(close_hook_);
   }
+  if (hook) hook();
   // The handle closes on its owner thread, then the fd; the bridge lives
   // until the handle no longer names it.
   io_->close_from_any_thread([bridge = bridge_, fd = fd_] { ::close(fd); });
+}
+
+void listener_state::set_close_hook(std::function<void()> hook) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!closed_) {
+      close_hook_ = std::move(hook);
+      return;
+    }
+  }
+  hook();
 }
 
 evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>& st,

@@ -34,6 +34,7 @@
 #define RKT_SOCKET_INTERNAL_LISTENER_H_
 
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,6 +81,11 @@ class listener_state final : public managed_resource {
   // Closes the listener; idempotent. Parked syncs see the close.
   void close() noexcept;
   bool closed() const;
+  // Runs `hook` once, after the close that closes the listener (whoever
+  // closes it: a call, a custodian shutdown, the last handle's drop), with
+  // mu released; at once if it is closed already. unix_socket.cc removes
+  // the socket file with it (unlink_on_close). One hook per listener.
+  void set_close_hook(std::function<void()> hook);
 
   void shut_down_by_custodian() noexcept override { close(); }
   std::string describe() const override { return std::string(kind_.describe) + " " + where_; }
@@ -128,6 +134,7 @@ class listener_state final : public managed_resource {
   absl::Duration retry_delay_;  // guarded by mu_: the next starved retry's
   waiter_list ready_waiters_;   // guarded by mu_
   waiter_list accept_waiters_;  // guarded by mu_
+  std::function<void()> close_hook_;  // guarded by mu_; taken by close()
 };
 
 // The listener event of a listener handle type L (constructible from the
