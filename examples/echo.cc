@@ -4,13 +4,15 @@
 //   echo            measures it against the C epoll baseline from bench/
 //                   under the same load, in alternating rounds, and prints
 //                   the ratio (echo_demo.h); about 10 s.
-//   echo PATH       serves on PATH until SIGINT or SIGTERM, then shuts the
-//                   server's custodian down (closing the listener and every
-//                   connection, killing their threads) and removes the
-//                   socket file.
+//   echo PATH       serves on PATH until SIGINT, SIGTERM or SIGHUP, then
+//                   shuts the server's custodian down (closing the listener,
+//                   which removes the socket file, and every connection,
+//                   killing their threads). A socket file at PATH that
+//                   nothing listens on (left by a run killed with SIGKILL)
+//                   is replaced.
 //
-// SIGINT and SIGTERM arrive through a signalfd read by a green thread, in
-// both modes.
+// The signals arrive through a signalfd read by a green thread, in both
+// modes.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -35,7 +37,8 @@ int serve_until_signalled(const std::string& path, int signal_fd) {
   rkt::custodian server = rkt::make_custodian();
   try {
     rkt::custodian_scope under(server);
-    rkt::unix_socket_listener listener = rkt::unix_socket_listen(path, 511);
+    rkt::unix_socket_listener listener =
+        rkt::unix_socket_listen(path, 511, {.replace_stale = true, .unlink_on_close = true});
     rkt::thread([listener] { rkt::examples::serve_echo(listener); });
     rkt::input_port signals = rkt::make_fd_input_port(signal_fd, "signalfd");
     rkt::thread([signals, server] {
@@ -53,7 +56,6 @@ int serve_until_signalled(const std::string& path, int signal_fd) {
   std::printf("echo server on %s\n", path.c_str());
   std::fflush(stdout);
   rkt::sync(server.shutdown_evt());
-  ::unlink(path.c_str());
   std::printf("echo server stopped\n");
   return 0;
 }

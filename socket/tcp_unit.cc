@@ -84,11 +84,12 @@ class tcp_tcp_unit final : public tcp_unit {
 
 class unix_socket_tcp_unit final : public tcp_unit {
  public:
-  explicit unix_socket_tcp_unit(unix_socket_path path) : path_(std::move(path)) {}
+  unix_socket_tcp_unit(unix_socket_path path, unix_socket_listen_options options)
+      : path_(std::move(path)), options_(options) {}
 
   tcp_unit_listener listen(uint16_t, int max_allow_wait, bool,
                            const std::optional<std::string>&) override {
-    return tcp_unit_listener(unix_socket_listen(path_, max_allow_wait));
+    return tcp_unit_listener(unix_socket_listen(path_, max_allow_wait, options_));
   }
   std::pair<input_port, output_port> connect(const std::string&, uint16_t,
                                              const std::optional<std::string>&,
@@ -134,6 +135,7 @@ class unix_socket_tcp_unit final : public tcp_unit {
   }
 
   const unix_socket_path path_;
+  const unix_socket_listen_options options_;
 };
 
 // listen returns the listener it was given; the rest is the base unit's.
@@ -207,12 +209,17 @@ std::shared_ptr<tcp_unit> tcp_unit_tcp() {
 }
 
 std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path) {
+  return make_unix_socket_tcp_unit(path, unix_socket_listen_options{});
+}
+
+std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path,
+                                                    const unix_socket_listen_options& options) {
   if (!unix_socket_path_p(path)) {
     throw exn_fail_contract(
         "make_unix_socket_tcp_unit: contract violation\n  expected: unix_socket_path_p\n  given: " +
         internal::describe_unix_socket_path(path));
   }
-  return std::make_shared<unix_socket_tcp_unit>(path);
+  return std::make_shared<unix_socket_tcp_unit>(path, options);
 }
 
 }  // namespace rkt

@@ -169,6 +169,10 @@ std::shared_ptr<tcp_unit> tcp_unit_tcp();
 // byte string, "#\"\\0name\"") when it is not a valid unix_socket_path;
 // Racket's unit checks only when it listens.
 std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path);
+// The same, with unix_socket_listen's options for every listen (beyond
+// Racket): replace_stale, unlink_on_close, mode.
+std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path,
+                                                    const unix_socket_listen_options& options);
 
 // A unit over a listener opened elsewhere (inherited from a service
 // manager, say): its listen returns `listener` whatever its arguments (the
