@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "custodian/custodian.h"
 #include "evt/exn.h"
+#include "evt/semaphore.h"
 #include "evt/sync.h"
 #include "gtest/gtest.h"
 #include "ports/fd_port.h"
@@ -287,6 +289,44 @@ TEST_F(UnixSocketFdsTest, ASendParksWhileTheSocketIsFull) {
   ASSERT_EQ(fd_offsets.size(), 2u);
   EXPECT_LE(fd_offsets[0], big.size());
   EXPECT_LE(fd_offsets[1], big.size() + 1);
+}
+
+// The socket is filled to EAGAIN first, so the sendmsg cannot go at once:
+// the send parks until the receiver makes room, then the descriptor
+// arrives with its byte.
+TEST_F(UnixSocketFdsTest, ASendIntoAFullSocketParksUntilThereIsRoom) {
+  const int fd = rkt::fd_port_descriptor(client().out);
+  const std::string chunk(65536, 'f');
+  std::size_t filled = 0;
+  for (;;) {
+    const ssize_t n = ::send(fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      ASSERT_EQ(errno, EAGAIN) << std::strerror(errno);
+      break;
+    }
+    filled += static_cast<std::size_t>(n);
+  }
+  rkt::semaphore sent;
+  rkt::test::scoped_thread writer([&] {
+    rkt::unix_socket_send_fds(client().out, "X", {pipe_write()});
+    sent.post();
+  });
+  rkt::yield();
+  EXPECT_TRUE(writer.running()) << "the send did not wait for room";
+  std::string got;
+  std::size_t fds = 0;
+  while (got.size() < filled + 1) {
+    rkt::unix_socket_message m = receive(65536);
+    if (m.bytes.empty()) break;
+    fds += m.fds.size();
+    got += m.bytes;
+  }
+  rkt::test::sync_within(sent);
+  writer.join();
+  ASSERT_EQ(got.size(), filled + 1);
+  EXPECT_EQ(got.back(), 'X');
+  EXPECT_EQ(got.find_first_not_of('f'), filled);
+  EXPECT_EQ(fds, 1u);
 }
 
 TEST_F(UnixSocketFdsTest, PortsNotOverAUnixSocketAndBadArgumentsAreRefused) {

@@ -12,7 +12,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <latch>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "custodian/custodian.h"
 #include "evt/exn.h"
@@ -136,6 +141,51 @@ TEST_F(UnixSocketFileTest, ReplaceStaleNeverTakesAPathWhereSomethingListens) {
   probe.close();
   expect_serves(path, live);
   rkt::unix_socket_close_listener(live);
+}
+
+// Two OS threads replace one stale file at once: one wins, the other finds
+// the path in use (never two listeners, never the winner's file removed),
+// and no temporary file stays.
+TEST_F(UnixSocketFileTest, TwoReplacingAtOnceOneWins) {
+  temp_dir dir;
+  const std::string path = dir.file("s");
+  make_stale_socket(path);
+  std::latch start(2);
+  std::mutex mu;
+  std::vector<rkt::unix_socket_listener> won;
+  std::vector<int> lost_errors;
+  {
+    std::vector<std::jthread> threads;
+    for (int i = 0; i < 2; ++i) {
+      threads.push_back(rkt::test::start_os_thread([&, i] {
+        const rkt::unix_socket_listen_options o{
+            .mode = i == 0 ? std::optional<mode_t>(0600) : std::nullopt,
+            .replace_stale = true,
+            .unlink_on_close = true};
+        start.arrive_and_wait();
+        try {
+          rkt::unix_socket_listener l = rkt::unix_socket_listen(path, 4, o);
+          std::lock_guard<std::mutex> g(mu);
+          won.push_back(l);
+        } catch (const rkt::exn_fail_network& e) {
+          std::lock_guard<std::mutex> g(mu);
+          lost_errors.push_back(e.error_number());
+        }
+      }));
+    }
+  }
+  ASSERT_EQ(won.size(), 1u);
+  ASSERT_EQ(lost_errors.size(), 1u);
+  EXPECT_EQ(lost_errors[0], EADDRINUSE);
+  EXPECT_EQ(dir.entries(), 1u) << "a temporary file was left";
+  // The winner listens at the path (its OS thread has exited: a connection
+  // is queued, and accepted since it is there already).
+  conn client(rkt::unix_socket_connect(path));
+  conn server = accept_bounded(won[0]);
+  client.close();
+  server.close();
+  rkt::unix_socket_close_listener(won[0]);
+  EXPECT_EQ(dir.entries(), 0u);
 }
 
 TEST_F(UnixSocketFileTest, ReplaceStaleNeverRemovesAFileThatIsNotASocket) {
