@@ -140,7 +140,10 @@ struct unix_socket_listen_options {
   // path leaves it no room in sun_path), chmod-ed, made to listen, then
   // renamed into place; nothing can connect to it before the chmod, since
   // it is not listening yet. Bits outside 0777, or a mode with an
-  // abstract name, raise exn_fail_contract.
+  // abstract name, raise exn_fail_contract. The kernel keeps the address
+  // the socket was bound to: getsockname(2) on it (and getpeername(2) at
+  // its peers) reports the temporary name. replace_stale binds the same
+  // way.
   std::optional<mode_t> mode = std::nullopt;
   // A path in use by a socket file nothing listens on (left by a process
   // that died) is replaced: a connect to it must be refused
