@@ -4,10 +4,12 @@
 //   echo            measures it against the C epoll baseline from bench/
 //                   under the same load, in alternating rounds, and prints
 //                   the ratio (echo_demo.h); about 10 s.
-//   echo PATH       serves on PATH until SIGINT or SIGTERM, then shuts the
-//                   server's custodian down (closing the listener and every
-//                   connection, killing their threads) and removes the
-//                   socket file.
+//   echo PATH       serves on PATH until SIGINT, SIGTERM or SIGHUP, then
+//                   shuts the server's custodian down (closing the listener,
+//                   which removes the socket file, and every connection,
+//                   killing their threads). A socket file at PATH that
+//                   nothing listens on (left by a run killed with SIGKILL)
+//                   is replaced.
 //   echo PATH N     the same with N accept loops, one per OS thread (the
 //                   main one and N - 1 more), all under the one custodian;
 //                   each connection is served on the thread that accepted
@@ -15,8 +17,8 @@
 //                   per thread, and fails (exit 1) if a descriptor opened
 //                   while serving is still open.
 //
-// SIGINT and SIGTERM arrive through a signalfd read by a green thread, in
-// both modes.
+// The signals arrive through a signalfd read by a green thread, in both
+// modes.
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -68,7 +70,8 @@ int serve_until_signalled(const std::string& path, std::size_t threads, int sign
   std::vector<std::thread> loops;
   try {
     rkt::custodian_scope under(server);
-    rkt::unix_socket_listener listener = rkt::unix_socket_listen(path, 511);
+    rkt::unix_socket_listener listener = rkt::unix_socket_listen(
+        path, 511, {.replace_stale = true, .unlink_on_close = true});
     loops = rkt::examples::serve_echo_on_threads(listener, threads, accepted);
     rkt::input_port signals = rkt::make_fd_input_port(signal_fd, "signalfd");
     rkt::thread([signals, server] {
@@ -92,7 +95,6 @@ int serve_until_signalled(const std::string& path, std::size_t threads, int sign
   // One pass of this OS thread's idle loop: it carries out the port closes
   // that other OS threads handed to it (ports it owns).
   rkt::sleep(absl::Milliseconds(1));
-  ::unlink(path.c_str());
   std::string per_thread;
   for (const std::atomic<std::size_t>& n : accepted) per_thread += " " + std::to_string(n.load());
   std::printf("echo server stopped; connections accepted per thread:%s\n", per_thread.c_str());

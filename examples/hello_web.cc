@@ -2,11 +2,17 @@
 // socket (default /tmp/rkt-hello.sock), with THREADS server threads
 // (options.threads, default 1). GET and HEAD of any path answer 200
 // "Hello, World!\n" (text/plain); POST and PUT echo the request body with
-// its Content-Type. If SOCKET_PATH exists and is a socket file, it is
-// removed before listening (a stale socket from an earlier run); any other
-// file there makes the listen fail. Prints "listening on SOCKET_PATH" once
-// it listens. SIGINT or SIGTERM (read from a signalfd by a green thread)
-// stops the server, removes the socket file and exits 0.
+// its Content-Type. A socket file at SOCKET_PATH that nothing listens on (a
+// run killed by SIGKILL left it) is replaced (replace_stale); a live
+// server there, or a file that is not a socket, makes the listen fail.
+// Prints "listening on SOCKET_PATH" once it listens. SIGINT, SIGTERM or
+// SIGHUP (read from a signalfd by a green thread) stops the server, which
+// removes its socket file (unlink_on_close), and exits 0.
+//
+// Started by a service manager with a listening socket (LISTEN_FDS,
+// systemd-socket-activate), it serves on the first socket passed instead
+// of SOCKET_PATH, prints "listening on systemd socket NAME", and leaves
+// that socket's file to the manager.
 //
 // A SOCKET_PATH of the form @NAME listens on the Linux abstract socket name
 // NAME instead (curl --abstract-unix-socket NAME); there is no file then.
@@ -14,18 +20,20 @@
 // The benchmark and the peer tests rely on this command line and output.
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "evt/exn.h"
 #include "evt/sync.h"
 #include "evt/thread.h"
 #include "examples/stop_signals.h"
 #include "ports/fd_port.h"
+#include "socket/systemd_listeners.h"
 #include "socket/tcp_unit.h"
 #include "web/server.h"
 
@@ -57,14 +65,19 @@ int main(int argc, char** argv) {
       abstract ? rkt::unix_socket_path(rkt::unix_socket_abstract_name(std::string(1, '\0') +
                                                                       path.substr(1)))
                : rkt::unix_socket_path(path);
-  struct stat st;
-  if (!abstract && ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-    ::unlink(path.c_str());
-  }
-
+  std::string listening_on = path;
   std::optional<rkt::web::server> server;
   try {
-    server = rkt::web::serve(hello, {.transport = rkt::make_unix_socket_tcp_unit(where),
+    std::shared_ptr<rkt::tcp_unit> transport;
+    const std::vector<rkt::systemd_listener> passed = rkt::systemd_listeners();
+    if (!passed.empty()) {
+      transport = rkt::make_inherited_tcp_unit(passed.front());
+      listening_on = "systemd socket " + passed.front().name;
+    } else {
+      transport = rkt::make_unix_socket_tcp_unit(
+          where, {.replace_stale = true, .unlink_on_close = true});
+    }
+    server = rkt::web::serve(hello, {.transport = transport,
                                      .threads = static_cast<std::size_t>(threads)});
   } catch (const rkt::exn_fail& e) {
     std::fprintf(stderr, "hello_web: %s\n", e.what());
@@ -78,10 +91,9 @@ int main(int argc, char** argv) {
     }
     s.stop();
   });
-  std::printf("listening on %s\n", path.c_str());
+  std::printf("listening on %s\n", listening_on.c_str());
   std::fflush(stdout);
   rkt::sync(server->finished_evt());
   signals.close();
-  if (!abstract) ::unlink(path.c_str());
   return 0;
 }

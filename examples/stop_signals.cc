@@ -16,6 +16,7 @@ int block_stop_signals(const char* program) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   const int fd = signalfd(-1, &stop_signals, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) std::fprintf(stderr, "%s: signalfd: %s\n", program, std::strerror(errno));

@@ -435,6 +435,13 @@ bool fd_port_on_this_os_thread(const output_port& out) {
   return core != nullptr && core->link().io() != nullptr && core->link().io()->on_owner_thread();
 }
 
+std::size_t fd_port_buffered(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  if (core == nullptr) return 0;
+  internal::input_core::lock l(*core);
+  return core->closed_locked() ? 0 : core->buffer().size();
+}
+
 void abandon_port(const output_port& out) {
   if (auto* core = dynamic_cast<fd_output*>(out.core().get())) core->link().abandon_output();
   out.close();

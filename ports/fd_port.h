@@ -73,6 +73,7 @@
 #ifndef RKT_PORTS_FD_PORT_H_
 #define RKT_PORTS_FD_PORT_H_
 
+#include <cstddef>
 #include <string>
 #include <utility>
 
@@ -117,6 +118,12 @@ int fd_port_descriptor(const output_port& out);
 // connection is served where it was accepted.
 bool fd_port_on_this_os_thread(const input_port& in);
 bool fd_port_on_this_os_thread(const output_port& out);
+
+// How many bytes an fd input port has read from its descriptor and not yet
+// delivered (0 for another kind of port, or a closed one). For readers
+// that also read the descriptor itself (recvmsg, for descriptors passed
+// over a Unix socket): the port's bytes come first.
+std::size_t fd_port_buffered(const input_port& in);
 
 // Racket's tcp-abandon-port: closes the port like close(), except that an
 // output port of a socket whose input port is still open does not shut

@@ -3,7 +3,12 @@
 // make-unix-socket-tcp@ behaviour for what a Unix socket lacks.
 #include "socket/tcp_unit.h"
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstddef>
 #include <string>
+#include <variant>
 
 #include "absl/time/time.h"
 #include "evt/exn.h"
@@ -79,11 +84,12 @@ class tcp_tcp_unit final : public tcp_unit {
 
 class unix_socket_tcp_unit final : public tcp_unit {
  public:
-  explicit unix_socket_tcp_unit(unix_socket_path path) : path_(std::move(path)) {}
+  unix_socket_tcp_unit(unix_socket_path path, unix_socket_listen_options options)
+      : path_(std::move(path)), options_(options) {}
 
   tcp_unit_listener listen(uint16_t, int max_allow_wait, bool,
                            const std::optional<std::string>&) override {
-    return tcp_unit_listener(unix_socket_listen(path_, max_allow_wait));
+    return tcp_unit_listener(unix_socket_listen(path_, max_allow_wait, options_));
   }
   std::pair<input_port, output_port> connect(const std::string&, uint16_t,
                                              const std::optional<std::string>&,
@@ -129,9 +135,73 @@ class unix_socket_tcp_unit final : public tcp_unit {
   }
 
   const unix_socket_path path_;
+  const unix_socket_listen_options options_;
 };
 
+// listen returns the listener it was given; the rest is the base unit's.
+class preopened_tcp_unit final : public tcp_unit {
+ public:
+  preopened_tcp_unit(tcp_unit_listener listener, std::shared_ptr<tcp_unit> base)
+      : listener_(std::move(listener)), base_(std::move(base)) {}
+
+  tcp_unit_listener listen(uint16_t, int, bool, const std::optional<std::string>&) override {
+    return listener_;
+  }
+  std::pair<input_port, output_port> connect(const std::string& hostname, uint16_t port_no,
+                                             const std::optional<std::string>& local_hostname,
+                                             std::optional<uint16_t> local_port_no) override {
+    return base_->connect(hostname, port_no, local_hostname, local_port_no);
+  }
+  std::pair<input_port, output_port> accept(const tcp_unit_listener& l) override {
+    return base_->accept(l);
+  }
+  evt<std::pair<input_port, output_port>> accept_evt(const tcp_unit_listener& l) override {
+    return base_->accept_evt(l);
+  }
+  bool accept_ready(const tcp_unit_listener& l) override { return base_->accept_ready(l); }
+  void close(const tcp_unit_listener& l) override { base_->close(l); }
+  bool listener_p(const tcp_unit_listener& l) const override { return base_->listener_p(l); }
+  tcp_address_info addresses(const input_port& p) override { return base_->addresses(p); }
+  tcp_address_info addresses(const output_port& p) override { return base_->addresses(p); }
+  tcp_address_info addresses(const tcp_unit_listener& l) override {
+    return base_->addresses(l);
+  }
+  void abandon_port(const input_port& p) override { base_->abandon_port(p); }
+  void abandon_port(const output_port& p) override { base_->abandon_port(p); }
+
+ private:
+  const tcp_unit_listener listener_;
+  const std::shared_ptr<tcp_unit> base_;
+};
+
+// The address a Unix listening socket is bound to, as a unix_socket_path.
+unix_socket_path bound_path(int fd) {
+  sockaddr_un a{};
+  socklen_t len = sizeof a;
+  const std::size_t header = offsetof(sockaddr_un, sun_path);
+  if (fd < 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0 || len <= header) {
+    return unix_socket_abstract_name(std::string(1, '\0'));
+  }
+  std::string name(a.sun_path, len - header);
+  if (name[0] == '\0') return unix_socket_abstract_name(name);
+  return unix_socket_path(std::string(name.c_str()));  // up to the NUL, if any
+}
+
 }  // namespace
+
+std::shared_ptr<tcp_unit> make_preopened_tcp_unit(tcp_unit_listener listener,
+                                                  std::shared_ptr<tcp_unit> base) {
+  return std::make_shared<preopened_tcp_unit>(std::move(listener), std::move(base));
+}
+
+std::shared_ptr<tcp_unit> make_inherited_tcp_unit(const systemd_listener& l) {
+  if (const auto* u = std::get_if<unix_socket_listener>(&l.listener)) {
+    return make_preopened_tcp_unit(tcp_unit_listener(*u),
+                                   make_unix_socket_tcp_unit(bound_path(l.fd)));
+  }
+  return make_preopened_tcp_unit(tcp_unit_listener(std::get<tcp_listener>(l.listener)),
+                                 tcp_unit_tcp());
+}
 
 std::shared_ptr<tcp_unit> tcp_unit_tcp() {
   static const std::shared_ptr<tcp_unit> unit = std::make_shared<tcp_tcp_unit>();
@@ -139,12 +209,17 @@ std::shared_ptr<tcp_unit> tcp_unit_tcp() {
 }
 
 std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path) {
+  return make_unix_socket_tcp_unit(path, unix_socket_listen_options{});
+}
+
+std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path,
+                                                    const unix_socket_listen_options& options) {
   if (!unix_socket_path_p(path)) {
     throw exn_fail_contract(
         "make_unix_socket_tcp_unit: contract violation\n  expected: unix_socket_path_p\n  given: " +
         internal::describe_unix_socket_path(path));
   }
-  return std::make_shared<unix_socket_tcp_unit>(path);
+  return std::make_shared<unix_socket_tcp_unit>(path, options);
 }
 
 }  // namespace rkt

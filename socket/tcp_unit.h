@@ -44,6 +44,7 @@
 
 #include "evt/evt.h"
 #include "ports/port.h"
+#include "socket/systemd_listeners.h"
 #include "socket/tcp.h"
 #include "socket/unix_socket.h"
 
@@ -168,6 +169,24 @@ std::shared_ptr<tcp_unit> tcp_unit_tcp();
 // byte string, "#\"\\0name\"") when it is not a valid unix_socket_path;
 // Racket's unit checks only when it listens.
 std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path);
+// The same, with unix_socket_listen's options for every listen (beyond
+// Racket): replace_stale, unlink_on_close, mode.
+std::shared_ptr<tcp_unit> make_unix_socket_tcp_unit(const unix_socket_path& path,
+                                                    const unix_socket_listen_options& options);
+
+// A unit over a listener opened elsewhere (inherited from a service
+// manager, say): its listen returns `listener` whatever its arguments (the
+// same listener at each call, also once closed), and every other function
+// forwards to `base`, the unit of the listener's kind, whose checks the
+// listener passes. Beyond Racket.
+std::shared_ptr<tcp_unit> make_preopened_tcp_unit(tcp_unit_listener listener,
+                                                  std::shared_ptr<tcp_unit> base);
+
+// make_preopened_tcp_unit for a listener from systemd_listeners(): over
+// tcp_unit_tcp() for a TCP listener; for a Unix one, over
+// make_unix_socket_tcp_unit of the address the socket is bound to (so
+// that connect reaches it; an unnamed socket gets the abstract name "\0").
+std::shared_ptr<tcp_unit> make_inherited_tcp_unit(const systemd_listener& listener);
 
 }  // namespace rkt
 

@@ -21,6 +21,7 @@
 #include "socket/internal/listener.h"
 #include "socket/internal/owned_fd.h"
 #include "socket/internal/path_text.h"
+#include "socket/internal/socket_file.h"
 
 namespace rkt {
 namespace {
@@ -203,7 +204,8 @@ unix_socket_listener::operator evt<unix_socket_listener>() const {
       make_node<internal::listener_ready_node<unix_socket_listener>>(st_));
 }
 
-unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog) {
+unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog,
+                                        const unix_socket_listen_options& options) {
   const char* who = "unix_socket_listen";
   const resolved_path r = resolve(path);
   check_path(r, path, who);
@@ -213,22 +215,52 @@ unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlo
                             ": contract violation\n  expected: natural?\n  given: " +
                             std::to_string(backlog));
   }
+  if (options.mode && (*options.mode & ~static_cast<mode_t>(0777)) != 0) {
+    char given[16];
+    std::snprintf(given, sizeof given, "0%o", static_cast<unsigned>(*options.mode));
+    throw exn_fail_contract(std::string(who) +
+                            ": contract violation\n  expected: a file mode within 0777\n  "
+                            "given: " +
+                            given);
+  }
+  if (options.mode && path.abstract()) {
+    throw exn_fail_contract(std::string(who) +
+                            ": contract violation\n  expected: a filesystem path (an abstract "
+                            "name has no file to give a mode)\n  given: " +
+                            describe_path(path));
+  }
   const socket_address a = address_of(r, path, who);
   current_custodian().check_not_shut_down(who);
-  const int fd = new_socket(who, path);
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
-    const int e = errno;
-    ::close(fd);
-    raise_socket_error(who, "failed to bind socket", path, e);
-  }
-  if (::listen(fd, backlog) != 0) {
-    const int e = errno;
-    ::close(fd);
-    raise_socket_error(who, "failed to listen", path, e);
+  internal::owned_fd fd(new_socket(who, path));
+  internal::socket_file_id file;
+  if (path.abstract()) {
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a.addr), a.len) != 0) {
+      raise_socket_error(who, "failed to bind socket", path, errno);
+    }
+    if (::listen(fd.get(), backlog) != 0) {
+      raise_socket_error(who, "failed to listen", path, errno);
+    }
+  } else {
+    file = internal::bind_socket_file(fd.get(), r.name, path, backlog, options, who);
   }
   int error = 0;
-  auto st = internal::listener_state::open(fd, kUnixListener, describe_path(path), who, error);
-  if (st == nullptr) raise_socket_error(who, "failed to register socket", path, error);
+  std::shared_ptr<internal::listener_state> st;
+  try {
+    st = internal::listener_state::open(fd.release(), kUnixListener, describe_path(path), who,
+                                        error);
+  } catch (...) {
+    // The custodian was shut down meanwhile: the file just bound goes too.
+    if (!path.abstract()) internal::remove_socket_file_if_same(r.name, file);
+    throw;
+  }
+  if (st == nullptr) {
+    if (!path.abstract()) internal::remove_socket_file_if_same(r.name, file);
+    raise_socket_error(who, "failed to register socket", path, error);
+  }
+  if (options.unlink_on_close && !path.abstract()) {
+    st->set_close_hook(
+        [name = r.name, file] { internal::remove_socket_file_if_same(name, file); });
+  }
   return unix_socket_listener(std::move(st));
 }
 

@@ -36,6 +36,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -129,13 +130,48 @@ constexpr bool unix_socket_listener_p(const T&) {
 // (ENOENT, ECONNREFUSED, EACCES, ...).
 std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& path);
 
-// Binds and listens on `path` with the given backlog. Binding creates the
-// socket file, which closing the listener leaves in place. A path in use
-// raises exn_fail_network with EADDRINUSE; a negative backlog raises
-// exn_fail_contract ("expected: natural?", as Racket's contract says).
-unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog = 4);
+// What unix_socket_listen does with the socket file, beyond Racket. All
+// three concern filesystem paths; an abstract name has no file.
+struct unix_socket_listen_options {
+  // The socket file's exact permission bits (the umask is not applied), as
+  // a subset of 0777: who may connect. The file never has wider ones: the
+  // socket is bound under a temporary name in the same directory
+  // (".rkt-<random>", reached through /proc/self/fd when the directory's
+  // path leaves it no room in sun_path), chmod-ed, made to listen, then
+  // renamed into place; nothing can connect to it before the chmod, since
+  // it is not listening yet. Bits outside 0777, or a mode with an
+  // abstract name, raise exn_fail_contract. The kernel keeps the address
+  // the socket was bound to: getsockname(2) on it (and getpeername(2) at
+  // its peers) reports the temporary name. replace_stale binds the same
+  // way.
+  std::optional<mode_t> mode = std::nullopt;
+  // A path in use by a socket file nothing listens on (left by a process
+  // that died) is replaced: a connect to it must be refused
+  // (ECONNREFUSED), the file must be a socket (lstat), and it is swapped
+  // with the new socket atomically (rename(2) RENAME_EXCHANGE, then the
+  // old file is unlinked if it is still the one found refusing). A path
+  // where something listens, a file that is not a socket, or one whose
+  // state cannot be told (connect failed otherwise) is never removed: the
+  // listen raises exn_fail_network with EADDRINUSE and says which.
+  bool replace_stale = false;
+  // Closing the listener (a call, a custodian shutdown, or the last handle
+  // dropped) removes the socket file, if the path still names the file it
+  // bound (same device and inode); a file that another process has put
+  // there since stays. Go's default for its Unix listeners.
+  bool unlink_on_close = false;
+};
 
-// Closes the listener; idempotent. The socket file stays.
+// Binds and listens on `path` with the given backlog. Binding creates the
+// socket file, which closing the listener leaves in place (unless
+// options.unlink_on_close). A path in use raises exn_fail_network with
+// EADDRINUSE (unless options.replace_stale finds it stale); a negative
+// backlog raises exn_fail_contract ("expected: natural?", as Racket's
+// contract says).
+unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlog = 4,
+                                        const unix_socket_listen_options& options = {});
+
+// Closes the listener; idempotent. The socket file stays, unless the
+// listener was made with unlink_on_close.
 void unix_socket_close_listener(const unix_socket_listener& listener);
 
 // Accepts a connection, parking the calling green thread until one comes.

@@ -386,13 +386,16 @@ bool listener_state::nudge_other_than(const listener_station* from) {
 
 void listener_state::close() noexcept {
   std::vector<std::shared_ptr<listener_station>> stations;
+  std::function<void()> hook;
   {
     std::lock_guard<std::mutex> g(mu_);
     if (closed_) return;
     closed_ = true;
     stations = stations_;
+    hook = std::move(close_hook_);
   }
   for (const auto& s : stations) s->close_and_serve();
+  if (hook) hook();
   // Each handle closes on its owner thread; the fd closes after the last
   // one (the last reference to the closer). A station lives until its handle
   // no longer names it.
@@ -415,6 +418,17 @@ std::vector<listener_station::stats> listener_state::station_stats() const {
 
 uint32_t listener_state::set_rotate_every(uint32_t n) {
   return rotate_every.exchange(n, std::memory_order_relaxed);
+}
+
+void listener_state::set_close_hook(std::function<void()> hook) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (!closed_) {
+      close_hook_ = std::move(hook);
+      return;
+    }
+  }
+  hook();
 }
 
 evt<port_pair> listener_state::accept_evt(const std::shared_ptr<listener_state>& st,

@@ -75,6 +75,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -203,6 +204,11 @@ class listener_state final : public managed_resource {
   // Closes the listener; idempotent. Parked syncs see the close.
   void close() noexcept;
   bool closed() const;
+  // Runs `hook` once, after the close that closes the listener (whoever
+  // closes it: a call, a custodian shutdown, the last handle's drop), with
+  // mu released; at once if it is closed already. unix_socket.cc removes
+  // the socket file with it (unlink_on_close). One hook per listener.
+  void set_close_hook(std::function<void()> hook);
 
   void shut_down_by_custodian() noexcept override { close(); }
   std::string describe() const override { return std::string(kind_.describe) + " " + where_; }
@@ -257,6 +263,7 @@ class listener_state final : public managed_resource {
   mutable std::mutex mu_;
   bool closed_ = false;                                     // guarded by mu_
   std::vector<std::shared_ptr<listener_station>> stations_;  // guarded by mu_
+  std::function<void()> close_hook_;  // guarded by mu_; taken by close()
 };
 
 // The listener event of a listener handle type L (constructible from the
