@@ -255,8 +255,8 @@ void scheduler::make_runnable_remote(thread_state* t) {
     }
     inbox_tail_ = t;
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
+    wake_from_remote();
   }
-  wake_from_remote();
 }
 
 void scheduler_anchor::run_on_owner(absl::AnyInvocable<void()> task) {
@@ -306,13 +306,17 @@ void scheduler::post(absl::AnyInvocable<void()> task) {
     spinlock_guard g(inbox_lock_);
     inbox_tasks_.push_back(std::move(task));
     inbox_nonempty_.store(true, std::memory_order_seq_cst);
+    wake_from_remote();
   }
-  wake_from_remote();
 }
 
 void scheduler::wake_from_remote() {
   // Pairs with the store of sleeping_ before the reactor wait in pick_next:
   // either that wait sees the inbox non-empty, or we see it sleeping.
+  // Called with inbox_lock_ held: once the owner has drained what we
+  // posted, its OS thread may exit and delete this scheduler, but the
+  // destructor's drain_inbox() takes inbox_lock_ first, so the scheduler
+  // and its reactor outlive this call.
   if (sleeping_.load(std::memory_order_seq_cst)) reactor_->wake();
 }
 

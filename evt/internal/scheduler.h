@@ -263,7 +263,7 @@ class scheduler {
     return t;
   }
   void drain_inbox();
-  void wake_from_remote();
+  void wake_from_remote();  // requires inbox_lock_ (see the definition)
   bool fire_due_timers();
   void fire_idle_waiters();
   int poll_io(int64_t timeout_ns);
