@@ -22,7 +22,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <future>
 #include <memory>
 #include <optional>
@@ -34,6 +33,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/blocked_in_wait.h"
 #include "tests/testing/fd_leak_check.h"
 
 namespace rkt::internal {
@@ -94,43 +94,6 @@ void fill(int fd) {
   }
   EXPECT_EQ(n, -1);
   EXPECT_EQ(errno, EAGAIN);
-}
-
-bool is_reactor_wait_syscall(long nr) {
-  switch (nr) {
-#ifdef SYS_epoll_wait
-    case SYS_epoll_wait:
-#endif
-#ifdef SYS_epoll_pwait2
-    case SYS_epoll_pwait2:
-#endif
-#ifdef SYS_poll
-    case SYS_poll:
-#endif
-    case SYS_epoll_pwait:
-    case SYS_ppoll:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// Spins (yielding) until thread `tid` of this process sleeps in one of the
-// system calls a reactor waits in, as /proc/self/task/<tid>/syscall shows
-// (proc(5): the call number while blocked, "running" otherwise). Returns
-// false if that cannot be seen within kPatience; the caller then goes on,
-// and only tests the weaker "the next wait() returns" property.
-bool await_blocked_in_wait(pid_t tid) {
-  const std::string path = "/proc/self/task/" + std::to_string(tid) + "/syscall";
-  const steady::time_point deadline = steady::now() + kPatience;
-  while (steady::now() < deadline) {
-    std::ifstream in(path);
-    if (!in.is_open()) return false;
-    long nr;
-    if (in >> nr && is_reactor_wait_syscall(nr)) return true;
-    std::this_thread::yield();
-  }
-  return false;
 }
 
 // Ends a wait() that a broken backend would never end. Unless disarmed
@@ -407,7 +370,7 @@ TYPED_TEST(ReactorTest, WakeFromAnotherThreadEndsABlockedWait) {
   std::promise<void> about_to_wait;
   std::thread waker([this, owner, ready = about_to_wait.get_future()] {
     ASSERT_EQ(ready.wait_for(kPatience), std::future_status::ready);
-    EXPECT_TRUE(await_blocked_in_wait(owner)) << "could not see the owner block";
+    EXPECT_TRUE(rkt::test::await_blocked_in_wait(owner, kPatience)) << "could not see the owner block";
     this->reactor_->wake();
   });
   about_to_wait.set_value();
@@ -454,7 +417,7 @@ TYPED_TEST(ReactorTest, RearmFromAnotherThreadWhileBlocked) {
   std::promise<void> about_to_wait;
   std::thread other([this, owner, src, w = w, ready = about_to_wait.get_future()] {
     ASSERT_EQ(ready.wait_for(kPatience), std::future_status::ready);
-    EXPECT_TRUE(await_blocked_in_wait(owner)) << "could not see the owner block";
+    EXPECT_TRUE(rkt::test::await_blocked_in_wait(owner, kPatience)) << "could not see the owner block";
     this->reactor_->rearm(src, kReadable);
     write_byte(w);
   });
