@@ -14,21 +14,8 @@ LOAD=$PWD/bench/echo_load
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  for log in "$WORK"/*.log; do [[ -s $log ]] && { echo "--- $log" >&2; cat "$log" >&2; }; done
-  exit 1
-}
-
-# Runs "$@" every 20 ms until it succeeds, for at most 30 s.
-poll() {
-  local i
-  for ((i = 0; i < 1500; i++)); do
-    "$@" && return 0
-    sleep 0.02
-  done
-  return 1
-}
+# fail, poll
+source "$PWD/examples/shell_checks.sh"
 
 # The pid of the child of $1 whose command name is $2 (no procps needed).
 child_named() {

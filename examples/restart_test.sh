@@ -23,21 +23,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() {
-  echo "FAIL: $*" >&2
-  for log in "$WORK"/*.log; do [[ -s $log ]] && { echo "--- $log" >&2; cat "$log" >&2; }; done
-  exit 1
-}
-
-# Runs "$@" every 20 ms until it succeeds, for at most 30 s.
-poll() {
-  local i
-  for ((i = 0; i < 1500; i++)); do
-    "$@" && return 0
-    sleep 0.02
-  done
-  return 1
-}
+# fail, poll
+source "$PWD/examples/shell_checks.sh"
 
 echo_serves() { "$LOAD" --path "$1" --probe >/dev/null 2>&1; }
 hello_serves() {
