@@ -629,10 +629,14 @@ void two_starved_threads_recover(family fam) {
       st = l.threads();
       if (st.size() == 2 && st[0].parked && st[1].parked) break;
       ASSERT_LT(absl::Now(), deadline) << "the two accepts did not park";
-      rkt::sleep(absl::Milliseconds(1));  // lets this thread's accept loop run
+      // No event says that a sync has parked on a station, so this polls the
+      // stations' counters, bounded by kHangBound; the pause also lets this
+      // OS thread's own accept loop run and park.
+      rkt::sleep(absl::Milliseconds(1));
     }
     const uint64_t before[2] = {st[0].reports, st[1].reports};
-    // The observation window (see the single-thread case).
+    // The observation window (see the single-thread case): the sleep is the
+    // window CPU time is measured across, not a wait for another thread.
     const absl::Duration cpu_before = process_cpu_time();
     const absl::Time wall_before = absl::Now();
     rkt::sleep(kStarvedWindow);
