@@ -20,21 +20,6 @@ namespace {
 
 const char* const kWho = "systemd_listeners";
 
-// The same kinds as unix_socket.cc's and tcp.cc's: a passed listener
-// reports errors and names its ports as one made by listen does.
-const internal::listener_kind kUnixKind{
-    .describe = "unix socket listener",
-    .closed_text = "unix socket listener is closed",
-    .closed_is_contract = false,
-    .port_name = "unix-socket",
-};
-const internal::listener_kind kTcpKind{
-    .describe = "tcp listener",
-    .closed_text = "listener is closed\n  listener: #<tcp-listener>",
-    .closed_is_contract = true,
-    .port_name = "tcp",
-};
-
 std::optional<std::string> take_env(const char* name) {
   const char* v = std::getenv(name);
   if (v == nullptr) return std::nullopt;
@@ -139,9 +124,10 @@ std::vector<systemd_listener> systemd_listeners() {
     const bool unix = families[static_cast<std::size_t>(i)] == AF_UNIX;
     const std::string& name = fd_names[static_cast<std::size_t>(i)];
     int error = 0;
-    auto st = internal::listener_state::open(fd, unix ? kUnixKind : kTcpKind,
-                                             "systemd fd " + std::to_string(fd) + " " + name,
-                                             kWho, error);
+    const internal::listener_kind& kind =
+        unix ? internal::unix_socket_listener_kind : internal::tcp_listener_kind;
+    auto st = internal::listener_state::open(
+        fd, kind, "systemd fd " + std::to_string(fd) + " " + name, kWho, error);
     if (st == nullptr) raise_fd("failed to register socket", fd, error);
     systemd_listener l{
         .name = name,

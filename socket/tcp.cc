@@ -30,15 +30,6 @@ namespace {
 
 using ports = std::pair<input_port, output_port>;
 
-// Racket 8.7's racket/tcp raises exn:fail:contract for a closed listener
-// (its documentation says exn:fail:network), naming the listener.
-const internal::listener_kind kTcpListener{
-    .describe = "tcp listener",
-    .closed_text = "listener is closed\n  listener: #<tcp-listener>",
-    .closed_is_contract = true,
-    .port_name = "tcp",
-};
-
 struct addrinfo_list {
   addrinfo* head = nullptr;
   ~addrinfo_list() {
@@ -132,7 +123,7 @@ tcp_address_info port_addresses(const Port& p) {
 }
 
 [[noreturn]] void raise_closed_listener(const char* who) {
-  internal::raise_closed_listener(kTcpListener, who);
+  internal::raise_closed_listener(internal::tcp_listener_kind, who);
 }
 
 }  // namespace
@@ -176,7 +167,7 @@ tcp_listener tcp_listen(uint16_t port_no, int max_allow_wait, bool reuse,
       ::close(fd);
       continue;
     }
-    auto st = internal::listener_state::open(fd, kTcpListener, std::to_string(port_no), who,
+    auto st = internal::listener_state::open(fd, internal::tcp_listener_kind, std::to_string(port_no), who,
                                              last_error);
     if (st != nullptr) return tcp_listener(std::move(st));
   }

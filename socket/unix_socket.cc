@@ -188,17 +188,6 @@ bool unix_socket_path_p(const unix_socket_path& path) { return resolve(path).val
 // ---------------------------------------------------------------------------
 // Listeners.
 
-namespace {
-
-const internal::listener_kind kUnixListener{
-    .describe = "unix socket listener",
-    .closed_text = "unix socket listener is closed",
-    .closed_is_contract = false,  // Racket raises it with `error`: plain exn:fail
-    .port_name = "unix-socket",
-};
-
-}  // namespace
-
 unix_socket_listener::operator evt<unix_socket_listener>() const {
   return evt<unix_socket_listener>(
       make_node<internal::listener_ready_node<unix_socket_listener>>(st_));
@@ -246,7 +235,7 @@ unix_socket_listener unix_socket_listen(const unix_socket_path& path, int backlo
   int error = 0;
   std::shared_ptr<internal::listener_state> st;
   try {
-    st = internal::listener_state::open(fd.release(), kUnixListener, describe_path(path), who,
+    st = internal::listener_state::open(fd.release(), internal::unix_socket_listener_kind, describe_path(path), who,
                                         error);
   } catch (...) {
     // The custodian was shut down meanwhile: the file just bound goes too.

@@ -41,6 +41,22 @@ struct fd_closer {
 
 }  // namespace
 
+const listener_kind unix_socket_listener_kind{
+    .describe = "unix socket listener",
+    .closed_text = "unix socket listener is closed",
+    .closed_is_contract = false,  // Racket raises it with `error`: plain exn:fail
+    .port_name = "unix-socket",
+};
+
+// Racket 8.7's racket/tcp raises exn:fail:contract for a closed listener
+// (its documentation says exn:fail:network), naming the listener.
+const listener_kind tcp_listener_kind{
+    .describe = "tcp listener",
+    .closed_text = "listener is closed\n  listener: #<tcp-listener>",
+    .closed_is_contract = true,
+    .port_name = "tcp",
+};
+
 std::exception_ptr closed_listener_error(const listener_kind& k, const char* who) {
   const std::string m = std::string(who) + ": " + k.closed_text;
   if (k.closed_is_contract) return std::make_exception_ptr(exn_fail_contract(m));

@@ -104,6 +104,13 @@ struct listener_kind {
 };
 
 // The error of using a closed listener of kind `k` in `who`.
+// The two kinds, shared by every way of making such a listener (listen,
+// and a listener a service manager passed): Racket's unix-socket listener,
+// whose close error is plain exn:fail, and racket/tcp's, whose close error
+// is exn:fail:contract naming the listener.
+extern const listener_kind unix_socket_listener_kind;
+extern const listener_kind tcp_listener_kind;
+
 std::exception_ptr closed_listener_error(const listener_kind& k, const char* who);
 [[noreturn]] void raise_closed_listener(const listener_kind& k, const char* who);
 
