@@ -81,10 +81,14 @@ void server_state::start_worker_threads() {
     if (error) std::rethrow_exception(error);
     // Owns nothing of the server but the threads and the semaphore, so it
     // never keeps the server's state alive.
-    std::thread([threads, finished = finished_] {
+    // The post is its last act: what might follow it (the release of the
+    // vector's last owner, a first-time UBSan vptr check that opens a
+    // pipe) happens before it, so once finished_evt() is ready the
+    // server's OS threads no longer touch descriptors.
+    std::thread([threads, finished = finished_]() mutable {
       (void)pthread_setname_np(pthread_self(), "web reaper");
       for (std::thread& t : *threads) t.join();
-      threads->clear();
+      threads.reset();
       finished.post();
     }).detach();
   } catch (const std::system_error& e) {
