@@ -27,7 +27,10 @@ evt<void> server::stopped_evt() const { return st_->cust_.shutdown_evt(); }
 bool server::stopped() const { return st_->cust_.is_shut_down(); }
 evt<void> server::finished_evt() const {
   if (st_->opts_.threads <= 1) return stopped_evt();
-  return st_->finished_.peek_evt();
+  // The reaper's post makes the peek ready while the post is still
+  // running on the reaper; joining it (briefly blocking this OS thread)
+  // makes "ready" mean that no OS thread of the server runs any more.
+  return wrap_evt(st_->finished_.peek_evt(), [st = st_] { st->join_reaper(); });
 }
 const std::string& server::local_ip() const { return st_->local_ip_; }
 uint16_t server::local_port() const { return st_->local_port_; }

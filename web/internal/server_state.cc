@@ -24,6 +24,16 @@ namespace rkt::web::internal {
 server_state::server_state(handler h, options opts, custodian cust)
     : handler_(std::move(h)), opts_(std::move(opts)), cust_(std::move(cust)) {}
 
+server_state::~server_state() {
+  std::lock_guard<std::mutex> g(reaper_mu_);
+  if (reaper_.joinable()) reaper_.detach();
+}
+
+void server_state::join_reaper() {
+  std::lock_guard<std::mutex> g(reaper_mu_);
+  if (reaper_.joinable()) reaper_.join();
+}
+
 void server_state::log(std::string_view line) const {
   std::lock_guard<std::mutex> g(log_mu_);
   if (opts_.log) {
@@ -81,16 +91,13 @@ void server_state::start_worker_threads() {
     if (error) std::rethrow_exception(error);
     // Owns nothing of the server but the threads and the semaphore, so it
     // never keeps the server's state alive.
-    // The post is its last act: what might follow it (the release of the
-    // vector's last owner, a first-time UBSan vptr check that opens a
-    // pipe) happens before it, so once finished_evt() is ready the
-    // server's OS threads no longer touch descriptors.
-    std::thread([threads, finished = finished_]() mutable {
+    std::lock_guard<std::mutex> g(reaper_mu_);
+    reaper_ = std::thread([threads, finished = finished_] {
       (void)pthread_setname_np(pthread_self(), "web reaper");
       for (std::thread& t : *threads) t.join();
-      threads.reset();
+      threads->clear();
       finished.post();
-    }).detach();
+    });
   } catch (const std::system_error& e) {
     stop_and_join();
     throw exn_fail(std::string("serve: cannot start a server thread: ") + e.what());

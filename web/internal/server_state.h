@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -80,6 +81,7 @@ class worker_state {
 class server_state : public std::enable_shared_from_this<server_state> {
  public:
   server_state(handler h, options opts, custodian cust);
+  ~server_state();
 
   // Listens (raising what listen raises), starts server thread 0's green
   // threads on the caller and the other server threads' OS threads; returns
@@ -88,6 +90,11 @@ class server_state : public std::enable_shared_from_this<server_state> {
 
   // One call of options.log at a time, from any OS thread.
   void log(std::string_view line) const;
+
+  // Waits for the reaper OS thread to exit, if it was started and not yet
+  // joined. Call only once finished_ has been posted (the reaper's last
+  // act), so the wait is for the end of that post at most.
+  void join_reaper();
 
   const handler handler_;
   const options opts_;
@@ -107,6 +114,14 @@ class server_state : public std::enable_shared_from_this<server_state> {
   const semaphore drain_request_;
   const semaphore drained_;
   const semaphore finished_;
+  // The OS thread that joins the worker threads and then posts finished_.
+  // Joined by join_reaper() (from finished_evt()'s wrapper) so that once
+  // finished_evt() is ready no OS thread of the server runs, not even the
+  // tail of that post; detached by ~server_state if nobody joined it
+  // (the last owner may be a worker thread the reaper is joining).
+  // Guarded by reaper_mu_.
+  std::mutex reaper_mu_;
+  std::thread reaper_;
 
   // One of max_concurrent's slots, given back when destroyed. An accept
   // loop takes one before it syncs on the accept (so the limit holds
