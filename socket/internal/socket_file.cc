@@ -182,8 +182,10 @@ socket_file_id bind_socket_file(int fd, const std::string& name, const unix_sock
                                 int backlog, const unix_socket_listen_options& options,
                                 const char* who) {
   sockaddr_un addr;
-  socklen_t len;
-  address_of(name, addr, len);  // `name` was checked: it fits
+  socklen_t len = 0;
+  if (!address_of(name, addr, len)) {  // the callers check; kept for safety
+    raise_file_error(who, "failed to bind socket", path, ENAMETOOLONG);
+  }
   socket_file_id id;
   const std::size_t slash = name.rfind('/');
   const std::string base = name.substr(slash + 1);
@@ -211,8 +213,10 @@ socket_file_id bind_socket_file(int fd, const std::string& name, const unix_sock
       tmp_name = "/proc/self/fd/" + std::to_string(dirfd.get()) + "/" + tmp_base;
     }
     sockaddr_un tmp_addr;
-    socklen_t tmp_len;
-    address_of(tmp_name, tmp_addr, tmp_len);
+    socklen_t tmp_len = 0;
+    if (!address_of(tmp_name, tmp_addr, tmp_len)) {
+      raise_file_error(who, "failed to bind socket", path, ENAMETOOLONG);
+    }
     if (::bind(fd, reinterpret_cast<const sockaddr*>(&tmp_addr), tmp_len) == 0) {
       tmp.emplace(dirfd.get(), tmp_base);
     } else if (errno != EADDRINUSE || attempt + 1 == kAttempts) {
