@@ -208,7 +208,9 @@ class fd_input final : public internal::input_core, public managed_resource {
  private:
   static constexpr std::size_t kReadChunk = 4096;  // what one fill asks the kernel for
 
-  fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error, bool fresh) {
+  // Inline into both callers (the socket reads of every round trip).
+  [[gnu::always_inline]] fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error,
+                                               bool fresh) {
     uint64_t seen = 0;
     if (!link_->may_try(kReadReady, seen, fresh)) return fill_status::would_block;
     const ssize_t r = keeps_passed_ ? recv_keeping_fds(p, len)
@@ -237,15 +239,16 @@ class fd_input final : public internal::input_core, public managed_resource {
   // A read of an AF_UNIX socket: recvmsg, keeping the descriptors that
   // come with the bytes at their stream position.
   ssize_t recv_keeping_fds(char* p, std::size_t len) {
-    internal::passed_arrival got;
-    const ssize_t r = internal::recv_with_fds(link_->fd(), p, len, got);
+    msghdr msg;
+    const ssize_t r = internal::recv_with_fds(link_->fd(), p, len, msg);
     if (r <= 0) return r;
-    if (!got.fds.empty() || got.truncated) [[unlikely]] {
-      if (!passed_) passed_ = std::make_unique<internal::passed_fds>();
-      passed_->arrived(received_, got);
-    }
+    if (internal::brought_fds(msg)) [[unlikely]] keep_passed(msg);
     received_ += static_cast<uint64_t>(r);
     return r;
+  }
+  [[gnu::noinline]] void keep_passed(msghdr& msg) {
+    if (!passed_) passed_ = std::make_unique<internal::passed_fds>();
+    passed_->arrived(received_, msg);
   }
 
   std::mutex mu_;

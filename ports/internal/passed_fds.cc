@@ -11,47 +11,23 @@
 
 namespace rkt::internal {
 
-ssize_t recv_with_fds(int fd, char* p, std::size_t len, passed_arrival& got) {
-  // Per OS thread, not on the stack: a parked green thread's stack keeps
-  // only what its frames touched (idle connections, issue 12). Used within
-  // one call, which does not switch green threads.
-  alignas(cmsghdr) static thread_local char control[CMSG_SPACE(sizeof(int) * kMaxPassedFds)];
-  static thread_local int fds[kMaxPassedFds];
-  iovec iov{p, len};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  ssize_t r;
-  do {
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    r = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (r < 0 && errno == EINTR);
-  got = passed_arrival{};
-  if (r < 0) return r;
-  got.truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
-  if (msg.msg_controllen == 0) return r;  // the common case: bytes alone
-  std::size_t n = 0;
+void passed_fds::arrived(uint64_t pos, msghdr& msg) {
+  std::vector<int> fds;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t k =
-        std::min((c->cmsg_len - CMSG_LEN(0)) / sizeof(int), kMaxPassedFds - n);
-    std::memcpy(fds + n, CMSG_DATA(c), k * sizeof(int));
-    n += k;
+    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const std::size_t at = fds.size();
+    fds.resize(at + n);
+    std::memcpy(fds.data() + at, CMSG_DATA(c), n * sizeof(int));
   }
-  got.fds = std::span<const int>(fds, n);
-  return r;
-}
-
-void passed_fds::arrived(uint64_t pos, const passed_arrival& got) {
-  if (got.truncated) {
-    for (int fd : got.fds) ::close(fd);
-    sets_.push_back(set{pos, {}, true, got.fds.size()});
+  if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+    for (int fd : fds) ::close(fd);
+    sets_.push_back(set{pos, {}, true, fds.size()});
     return;
   }
-  if (got.fds.empty()) return;
-  sets_.push_back(set{pos, std::vector<int>(got.fds.begin(), got.fds.end())});
-  held_ += got.fds.size();
+  if (fds.empty()) return;
+  held_ += fds.size();
+  sets_.push_back(set{pos, std::move(fds)});
 }
 
 passed_fds::take_result passed_fds::take(uint64_t head, std::size_t buffered,

@@ -16,12 +16,14 @@
 #ifndef RKT_PORTS_INTERNAL_PASSED_FDS_H_
 #define RKT_PORTS_INTERNAL_PASSED_FDS_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
+
+#include <cerrno>
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <span>
 #include <vector>
 
 namespace rkt::internal {
@@ -30,17 +32,38 @@ namespace rkt::internal {
 // has room for that many.
 inline constexpr std::size_t kMaxPassedFds = 253;
 
-// What one recv_with_fds brought besides bytes. `fds` points into storage
-// of the calling OS thread, valid until its next recv_with_fds.
-struct passed_arrival {
-  std::span<const int> fds;
-  bool truncated = false;  // MSG_CTRUNC: some did not fit (or could not be installed)
-};
+// Room for kMaxPassedFds descriptors, per OS thread: not on the stack,
+// where it would deepen what a parked green thread's stack has touched
+// (idle connections, issue 12). Used within one call, which does not
+// switch green threads.
+inline constexpr std::size_t kPassedControlBytes = CMSG_SPACE(sizeof(int) * kMaxPassedFds);
+alignas(cmsghdr) inline thread_local char passed_control[kPassedControlBytes];
 
 // One recvmsg(MSG_DONTWAIT | MSG_CMSG_CLOEXEC) of up to `len` bytes into
-// `p`, with room for kMaxPassedFds descriptors. Returns as recv(2); EINTR is
-// retried.
-ssize_t recv_with_fds(int fd, char* p, std::size_t len, passed_arrival& got);
+// `p`, with passed_control for descriptors. Returns as recv(2); EINTR is
+// retried. Inline: it is a socket port's every read.
+inline ssize_t recv_with_fds(int fd, char* p, std::size_t len, msghdr& msg) {
+  iovec iov{p, len};
+  msg.msg_name = nullptr;
+  msg.msg_namelen = 0;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t r;
+  do {
+    msg.msg_control = passed_control;
+    msg.msg_controllen = kPassedControlBytes;
+    msg.msg_flags = 0;
+    r = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (r < 0 && errno == EINTR);
+  msg.msg_iov = nullptr;  // iov's life ends here
+  return r;
+}
+
+// Whether a recv_with_fds that read bytes brought descriptors, or lost
+// some (MSG_CTRUNC: no room, or no free descriptor number).
+inline bool brought_fds(const msghdr& msg) {
+  return msg.msg_controllen != 0 || (msg.msg_flags & MSG_CTRUNC) != 0;
+}
 
 class passed_fds {
  public:
@@ -49,9 +72,10 @@ class passed_fds {
   passed_fds& operator=(const passed_fds&) = delete;
   ~passed_fds() { close_all(); }
 
-  // A read starting at stream position `pos` brought `got`. Truncated
-  // arrivals are closed at once and recorded as lost at `pos`.
-  void arrived(uint64_t pos, const passed_arrival& got);
+  // A recv_with_fds starting at stream position `pos` brought `msg`'s
+  // descriptors (brought_fds). A truncated one's are closed at once and
+  // the set is recorded as lost at `pos`.
+  void arrived(uint64_t pos, msghdr& msg);
 
   // What a receive at read position `head`, with `buffered` bytes buffered
   // from there, takes: `bytes` to consume, the descriptors (now the
