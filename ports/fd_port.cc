@@ -35,6 +35,7 @@
 #include "ports/internal/fd_io.h"
 #include "ports/internal/input_core.h"
 #include "ports/internal/output_core.h"
+#include "ports/internal/passed_fds.h"
 
 namespace rkt {
 namespace {
@@ -57,6 +58,7 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   struct kind {
     bool socket = false;
     bool fifo = false;  // a pipe or FIFO: writes may raise SIGPIPE
+    bool unix_domain = false;  // an AF_UNIX socket: reads keep passed descriptors
     fd_way way = fd_way::plain;
   };
 
@@ -65,6 +67,7 @@ class fd_link final : public io_listener, public std::enable_shared_from_this<fd
   int fd() const { return fd_; }
   bool socket() const { return kind_.socket; }
   bool fifo() const { return kind_.fifo; }
+  bool unix_domain() const { return kind_.unix_domain; }
   fd_way way() const { return kind_.way; }
   io_handle* io() const { return io_.get(); }
 
@@ -151,7 +154,10 @@ std::exception_ptr owner_exited_error(const char* who, const std::string& name) 
 class fd_input final : public internal::input_core, public managed_resource {
  public:
   fd_input(std::shared_ptr<fd_link> link, std::string name)
-      : input_core(std::move(name), mu_), link_(std::move(link)), way_(link_->way()) {}
+      : input_core(std::move(name), mu_),
+        link_(std::move(link)),
+        way_(link_->way()),
+        keeps_passed_(link_->unix_domain()) {}
   ~fd_input() override {
     close();
     link_->detach(fd_link::kInput);
@@ -186,19 +192,29 @@ class fd_input final : public internal::input_core, public managed_resource {
     mode_ = m;
     return true;
   }
+  void close_source_locked() override {
+    if (passed_) passed_->close_all();
+  }
   void after_close() override { link_->release(fd_link::kInput); }
 
   void shut_down_by_custodian() noexcept override { close(); }
   std::string describe() const override { return "input port " + name(); }
   fd_link& link() const { return *link_; }
 
+  // The stream position of the next byte a read takes (requires mu).
+  uint64_t head_locked() const { return received_ - buffer_.size(); }
+  internal::passed_fds* passed_locked() const { return passed_.get(); }
+
  private:
   static constexpr std::size_t kReadChunk = 4096;  // what one fill asks the kernel for
 
-  fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error, bool fresh) {
+  // Inline into both callers (the socket reads of every round trip).
+  [[gnu::always_inline]] fill_status read_into(char* p, std::size_t len, std::size_t& n, int& error,
+                                               bool fresh) {
     uint64_t seen = 0;
     if (!link_->may_try(kReadReady, seen, fresh)) return fill_status::would_block;
-    const ssize_t r = internal::fd_read(link_->fd(), way_, p, len);
+    const ssize_t r = keeps_passed_ ? recv_keeping_fds(p, len)
+                                    : internal::fd_read(link_->fd(), way_, p, len);
     if (r > 0) {
       n = static_cast<std::size_t>(r);
       // A short read drained the descriptor: record it as not readable, so
@@ -220,11 +236,31 @@ class fd_input final : public internal::input_core, public managed_resource {
     return fill_status::error;
   }
 
+  // A read of an AF_UNIX socket: recvmsg, keeping the descriptors that
+  // come with the bytes at their stream position.
+  ssize_t recv_keeping_fds(char* p, std::size_t len) {
+    msghdr msg;
+    const ssize_t r = internal::recv_with_fds(link_->fd(), p, len, msg);
+    if (r <= 0) return r;
+    if (internal::brought_fds(msg)) [[unlikely]] keep_passed(msg);
+    received_ += static_cast<uint64_t>(r);
+    return r;
+  }
+  [[gnu::noinline]] void keep_passed(msghdr& msg) {
+    if (!passed_) passed_ = std::make_unique<internal::passed_fds>();
+    passed_->arrived(received_, msg);
+  }
+
   std::mutex mu_;
   const std::shared_ptr<fd_link> link_;
   fd_way way_;                               // guarded by mu_
+  const bool keeps_passed_;                  // reads with recv_keeping_fds
   internal::byte_buffer buffer_;             // guarded by mu_
   buffer_mode mode_ = buffer_mode::block;  // guarded by mu_
+  // Only with keeps_passed_, guarded by mu_: the bytes read from the socket
+  // so far, and the descriptors that came with them (made by the first).
+  uint64_t received_ = 0;
+  std::unique_ptr<internal::passed_fds> passed_;
 };
 
 class fd_output final : public internal::output_core, public managed_resource {
@@ -350,6 +386,10 @@ std::shared_ptr<fd_link> make_link(int fd, origin from, const char* who) {
   const bool pollable = !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
   if (k.socket) {
     k.way = fd_way::socket;
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    k.unix_domain = ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 &&
+                    domain == AF_UNIX;
   } else if (!pollable || from == origin::rkt) {
     k.way = fd_way::plain;
   } else if (k.fifo) {
@@ -401,10 +441,14 @@ std::pair<input_port, output_port> make_fd_ports(int fd, std::string name, const
 }
 
 std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
-                                                                 const char* who) {
-  return both_ports(
-      register_link(fd, fd_link::kind{.socket = true, .way = fd_way::socket}, true, who), name,
-      who);
+                                                                 const char* who,
+                                                                 bool unix_domain) {
+  return both_ports(register_link(fd,
+                                  fd_link::kind{.socket = true,
+                                                .unix_domain = unix_domain,
+                                                .way = fd_way::socket},
+                                  true, who),
+                    name, who);
 }
 
 input_port make_fd_input_port(int fd, std::string name, const char* who) {
@@ -440,6 +484,51 @@ std::size_t fd_port_buffered(const input_port& in) {
   if (core == nullptr) return 0;
   internal::input_core::lock l(*core);
   return core->closed_locked() ? 0 : core->buffer().size();
+}
+
+bool fd_port_passed_pending(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  if (core == nullptr) return false;
+  internal::input_core::lock l(*core);
+  const internal::passed_fds* p = core->passed_locked();
+  return !core->closed_locked() && p != nullptr && p->pending_at(core->head_locked());
+}
+
+std::size_t fd_port_passed_held(const input_port& in) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  if (core == nullptr) return 0;
+  internal::input_core::lock l(*core);
+  const internal::passed_fds* p = core->passed_locked();
+  return core->closed_locked() || p == nullptr ? 0 : p->held();
+}
+
+std::optional<fd_port_passed> fd_port_take_passed(const input_port& in, std::size_t max_bytes,
+                                                  std::size_t max_fds) {
+  auto* core = dynamic_cast<fd_input*>(in.core().get());
+  if (core == nullptr) return std::nullopt;
+  internal::input_core::lock l(*core);
+  if (core->closed_locked()) return std::nullopt;
+  internal::byte_buffer& buf = core->buffer();
+  internal::passed_fds* p = core->passed_locked();
+  fd_port_passed out;
+  if (p == nullptr) {
+    out.bytes.assign(buf.view().substr(0, max_bytes));
+  } else {
+    internal::passed_fds::take_result t =
+        p->take(core->head_locked(), buf.size(), max_bytes, max_fds);
+    if (t.lost) {
+      out.lost = true;
+      out.lost_count = t.lost_count;
+      return out;
+    }
+    out.fds = std::move(t.fds);
+    out.bytes.assign(buf.view().substr(0, t.bytes));
+  }
+  if (out.bytes.empty() && out.fds.empty()) return std::nullopt;
+  buf.consume(out.bytes.size());
+  core->consumed_locked(out.bytes.size());
+  buf.release_if_empty();
+  return out;
 }
 
 void abandon_port(const output_port& out) {

@@ -70,12 +70,30 @@
 // /dev/null) are not affected.
 //
 // Output ports start in buffer mode block (4096 bytes).
+//
+// Descriptors passed over a Unix-domain socket. The input port of an
+// AF_UNIX stream socket fills its buffer with recvmsg(2) (MSG_DONTWAIT |
+// MSG_CMSG_CLOEXEC) instead of recv, with room for 253 descriptors (Linux's
+// SCM_MAX_FD), so that descriptors a peer sends with SCM_RIGHTS are never
+// closed by a read that takes their bytes. The port keeps them,
+// close-on-exec, attached to the stream position of the first byte of the
+// recvmsg that brought them (the kernel ends that read within the message
+// they were sent with, and may put bytes sent before it in front), until
+// fd_port_take_passed takes them; its close (or its custodian's shutdown)
+// closes those not taken. Plain reads are unaffected: they deliver the
+// bytes and leave the descriptors with the port. socket/unix_socket_fds.h
+// is the interface meant for programs. The cost: recvmsg in place of recv
+// (one system call per fill, as before; one more instruction per echo
+// round trip, bench/RESULTS.md), two words per fd input port, and nothing
+// more until descriptors come.
 #ifndef RKT_PORTS_FD_PORT_H_
 #define RKT_PORTS_FD_PORT_H_
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "ports/port.h"
 
@@ -94,9 +112,12 @@ std::pair<input_port, output_port> make_fd_ports(int fd, std::string name,
 // make_fd_ports for a stream socket its caller created non-blocking
 // (SOCK_NONBLOCK, accept4): saves make_fd_ports's fstat and fcntl calls,
 // three per connection. The socket library uses it; a descriptor that is not
-// a non-blocking socket must go through make_fd_ports.
+// a non-blocking socket must go through make_fd_ports. `unix_domain` says
+// the socket is AF_UNIX (its input port keeps passed descriptors; see the
+// top of this file); make_fd_ports finds that out itself.
 std::pair<input_port, output_port> make_nonblocking_socket_ports(int fd, std::string name,
-                                                                 const char* who);
+                                                                 const char* who,
+                                                                 bool unix_domain = false);
 
 // An input-only or output-only port over `fd`, which it owns.
 input_port make_fd_input_port(int fd, std::string name, const char* who = "make-fd-input-port");
@@ -120,10 +141,43 @@ bool fd_port_on_this_os_thread(const input_port& in);
 bool fd_port_on_this_os_thread(const output_port& out);
 
 // How many bytes an fd input port has read from its descriptor and not yet
-// delivered (0 for another kind of port, or a closed one). For readers
-// that also read the descriptor itself (recvmsg, for descriptors passed
-// over a Unix socket): the port's bytes come first.
+// delivered (0 for another kind of port, or a closed one).
 std::size_t fd_port_buffered(const input_port& in);
+
+// What fd_port_take_passed took.
+struct fd_port_passed {
+  std::string bytes;     // consumed from the port
+  std::vector<int> fds;  // now the caller's to close
+  // A set of descriptors here was lost: the recvmsg that brought it was
+  // truncated (MSG_CTRUNC: no room, or no free descriptor number), and the
+  // lost_count that did arrive were closed. Nothing else was taken; the
+  // set is forgotten and its bytes stay in the port.
+  bool lost = false;
+  std::size_t lost_count = 0;
+};
+
+// Takes from the port's buffer, without reading its descriptor, what one
+// receive of passed descriptors delivers (nullopt when there is nothing:
+// the buffer is empty and no descriptors are pending, or the port is
+// closed or not an fd port). With P the read position:
+//   - If a set of descriptors is attached at P, or before it (its bytes
+//     were read through the port: it is pending), and max_fds > 0: up to
+//     max_fds of it (the rest stays pending, for the next take), with the
+//     bytes from P up to the position of the next set (none when that set
+//     is pending too), at most max_bytes. Sets are taken in stream order,
+//     one per take, never merged.
+//   - Otherwise: the bytes from P up to the next set attached after P, at
+//     most max_bytes (with max_fds 0 pending sets stay pending).
+std::optional<fd_port_passed> fd_port_take_passed(const input_port& in, std::size_t max_bytes,
+                                                  std::size_t max_fds);
+
+// Whether a set of passed descriptors (or a lost one) is pending at the
+// port's read position, so that fd_port_take_passed with max_fds > 0 has
+// something to take even with nothing buffered.
+bool fd_port_passed_pending(const input_port& in);
+
+// How many passed descriptors the port holds (0 once closed).
+std::size_t fd_port_passed_held(const input_port& in);
 
 // Racket's tcp-abandon-port: closes the port like close(), except that an
 // output port of a socket whose input port is still open does not shut

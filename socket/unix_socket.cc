@@ -287,7 +287,7 @@ std::pair<input_port, output_port> unix_socket_connect(const unix_socket_path& p
     }
     raise_socket_error(who, "failed to connect socket", path, e);
   }
-  return make_nonblocking_socket_ports(fd.release(), "unix-socket", who);
+  return make_nonblocking_socket_ports(fd.release(), "unix-socket", who, /*unix_domain=*/true);
 }
 
 namespace {

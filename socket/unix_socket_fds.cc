@@ -1,6 +1,8 @@
 // SCM_RIGHTS over a Unix-socket connection's ports: sendmsg after the
-// output port's flush, recvmsg after the input port's buffer, waiting on a
-// watch of the connection's descriptor of the syncing OS thread's own.
+// output port's flush, waiting on a watch of the connection's descriptor of
+// the sending OS thread's own; receiving takes from the input port, whose
+// reads keep the descriptors that come (ports/fd_port.h), so this file
+// reads no socket itself.
 #include "socket/unix_socket_fds.h"
 
 #include <fcntl.h>
@@ -35,6 +37,10 @@ class received_fds final : public managed_resource {
   std::vector<int> peek() const {
     std::lock_guard<std::mutex> g(mu_);
     return fds_;
+  }
+  std::size_t size() const {
+    std::lock_guard<std::mutex> g(mu_);
+    return fds_.size();
   }
   std::vector<int> take() {
     std::lock_guard<std::mutex> g(mu_);
@@ -192,19 +198,6 @@ std::size_t send_with_fds(int fd, const std::string& port, std::string_view byte
   }
 }
 
-// The descriptors of the SCM_RIGHTS messages in `msg`.
-std::vector<int> fds_of(msghdr& msg) {
-  std::vector<int> out;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const std::size_t at = out.size();
-    out.resize(at + n);
-    std::memcpy(out.data() + at, CMSG_DATA(c), n * sizeof(int));
-  }
-  return out;
-}
-
 struct receive_spec {
   input_port in;
   custodian owner;
@@ -212,61 +205,32 @@ struct receive_spec {
   std::size_t max_fds;
 };
 
-// The receive, once its event is chosen: the port's buffered bytes, or one
-// recvmsg (waiting on `watch` if a reader raced it to the bytes).
-message receive_now(const receive_spec& r, std::shared_ptr<fd_watch> watch) {
-  r.owner.check_not_shut_down(kReceive);
-  const std::string port = r.in.name();
-  if (const std::size_t buffered = fd_port_buffered(r.in); buffered > 0) {
-    std::string bytes(std::min(buffered, r.max_bytes), '\0');
-    // The buffer is not empty: this read takes from it and reads no socket.
-    const or_eof<std::size_t> n = r.in.read_bytes_avail(std::span<char>(bytes.data(), bytes.size()));
-    if (!n) return eof;
-    bytes.resize(*n);
-    return unix_socket_message{std::move(bytes), unix_socket_fds()};
+// What the port holds for one receive (ports/fd_port.h,
+// fd_port_take_passed), or nullopt when it holds nothing for it.
+std::optional<message> take_now(const receive_spec& r) {
+  std::optional<fd_port_passed> t = fd_port_take_passed(r.in, r.max_bytes, r.max_fds);
+  if (!t) return std::nullopt;
+  if (t->lost) {
+    raise_network(kReceive,
+                  "descriptors were lost: the read that brought them was truncated "
+                  "(MSG_CTRUNC); the " +
+                      std::to_string(t->lost_count) + " that arrived were closed",
+                  r.in.name(), EMSGSIZE);
   }
-  const int fd = fd_port_descriptor(r.in);
-  if (fd < 0) raise_network(kReceive, "port is closed", port, EBADF);
-  // Chosen for bytes that another reader has taken since: wait for more.
-  if (watch == nullptr) watch = std::make_shared<fd_watch>(fd, kReceive, port);
-  std::string bytes(r.max_bytes, '\0');
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::size_t>(r.max_fds, 1)));
+  auto fds = std::make_shared<internal::received_fds>(std::move(t->fds));  // closes them on raise
+  if (fds->size() > 0) r.owner.manage(fds, kReceive);
+  return unix_socket_message{std::move(t->bytes), unix_socket_fds(std::move(fds))};
+}
+
+// The receive, once its event is chosen: what the port holds, or, if
+// another reader raced it to the bytes, what the port reads next.
+message receive_now(const receive_spec& r, bool eof_seen) {
+  r.owner.check_not_shut_down(kReceive);
   for (;;) {
-    iovec iov{bytes.data(), bytes.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = r.max_fds == 0 ? 0 : control.size();
-    const uint64_t seen = watch->io().readiness();
-    const ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0) {
-      const int e = errno;
-      if (e == EINTR) continue;
-      if (e != EAGAIN && e != EWOULDBLOCK) {
-        raise_network(kReceive, "error reading from stream port", port, e);
-      }
-      if (watch->io().owner_exited()) {
-        throw exn_fail_contract(std::string(kReceive) +
-                                ": the OS thread that made the port has exited, so it cannot "
-                                "wait\n  port: " +
-                                port);
-      }
-      watch->wait(seen, POLLIN);  // another reader took what was reported
-      continue;
-    }
-    auto fds = std::make_shared<internal::received_fds>(fds_of(msg));  // closes them on raise
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
-      raise_network(kReceive,
-                    "more descriptors arrived than max_fds (" + std::to_string(r.max_fds) +
-                        "); the " + std::to_string(fds->peek().size()) +
-                        " that fitted were closed",
-                    port, EMSGSIZE);
-    }
-    if (n == 0 && fds->peek().empty()) return eof;
-    r.owner.manage(fds, kReceive);
-    bytes.resize(static_cast<std::size_t>(n));
-    return unix_socket_message{std::move(bytes), unix_socket_fds(std::move(fds))};
+    if (std::optional<message> m = take_now(r)) return std::move(*m);
+    if (eof_seen) return eof;
+    if (r.in.closed()) raise_network(kReceive, "port is closed", r.in.name(), EBADF);
+    eof_seen = !r.in.peek_byte().has_value();  // parks until the port has a byte or EOF
   }
 }
 
@@ -301,18 +265,16 @@ evt<message> unix_socket_receive_fds_evt(const input_port& in, std::size_t max_b
   return guard_evt([r]() -> evt<message> {
     if (r.owner.is_shut_down()) {
       // Ready, and raises without reading (as an accept_evt does).
-      return wrap_evt(always_evt(), [r] { return receive_now(r, nullptr); });
+      return wrap_evt(always_evt(), [r] { return receive_now(r, false); });
     }
     if (r.in.closed()) return never_evt_of<message>();  // a port event (socket/unix_socket.h)
-    if (fd_port_buffered(r.in) > 0) {
-      return wrap_evt(always_evt(), [r] { return receive_now(r, nullptr); });
+    if (fd_port_buffered(r.in) > 0 || (r.max_fds > 0 && fd_port_passed_pending(r.in))) {
+      return wrap_evt(always_evt(), [r] { return receive_now(r, false); });
     }
-    const int fd = fd_port_descriptor(r.in);
-    if (fd < 0) return never_evt_of<message>();
-    auto watch = std::make_shared<fd_watch>(fd, kReceive, r.in.name());
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0) watch->io().assume_ready(internal::kReadable);
-    return wrap_evt(watch->io().readable_evt(), [r, watch] { return receive_now(r, watch); });
+    // Ready once the port has read bytes (with their descriptors) or EOF.
+    return wrap_evt(peek_bytes_evt(1, 0, r.in), [r](const or_eof<std::string>& peeked) {
+      return receive_now(r, !peeked.has_value());
+    });
   });
 }
 

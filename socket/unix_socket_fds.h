@@ -7,22 +7,36 @@
 //       rkt::sync(rkt::unix_socket_receive_fds_evt(in));
 //   std::vector<int> mine = m->fds.take();       // now the caller's to close
 //
-// Descriptors travel with bytes. The kernel hands them to the read that
-// takes the first byte they were sent with, and a read that takes that
-// byte without asking for descriptors closes them: every read of an input
-// port does (its buffer is filled with plain recv, up to 4096 bytes at a
-// time, so it can take the bytes of a message sent after the ones it was
-// asked for). On a connection that carries descriptors, therefore, read
-// with unix_socket_receive_fds_evt whenever a message with descriptors may
-// be next, and through the port only bytes that are known to come before
-// any (a protocol's fixed-size header read before the peer sends the
-// descriptors, say).
+// Descriptors travel with bytes, and the port keeps them. A Unix-socket
+// connection's input port fills its buffer with recvmsg, so a read of the
+// port never loses descriptors: those that arrive are kept by the port,
+// close-on-exec, attached to the stream position of the first byte of the
+// read that brought them (the kernel ends that read within the message
+// they were sent with; bytes sent before that message, without
+// descriptors, may come in front of it, and the kernel does not say where
+// the message starts: the same rule a recvmsg of its own would see). The
+// port's close, or its custodian's shutdown, closes those still kept.
+//
+// A receive delivers the bytes from the port's read position, with the
+// descriptors attached to the first of them, and stops before the next
+// byte that has descriptors attached, so one receive never carries two
+// messages' descriptors (nor does the kernel's own recvmsg). Descriptors
+// whose bytes were taken by a plain read of the port (read_bytes,
+// read_line, read_bytes_avail; a peek takes nothing) are pending: the next
+// receive delivers them, one message's at a time, with the bytes that
+// follow up to the next byte with descriptors (so with no bytes when there
+// are none buffered, or when the next byte has descriptors of its own).
+// A message with more descriptors than a receive's max_fds gives it
+// max_fds of them, in order, and the rest stay pending for the next
+// receive; a receive with max_fds 0 delivers bytes only and leaves every
+// descriptor pending. So a protocol may read a header through the port and
+// then receive the descriptors that came with it, or with what follows.
 //
 // Buffering, and the order of bytes:
-//   - Receiving: bytes the input port has already read from the socket
-//     and not delivered come first. A receive while the port holds some
-//     delivers them (at most max_bytes), with no descriptors, and reads
-//     nothing from the socket; the next receive reads the socket.
+//   - Receiving: a receive takes bytes (and descriptors) from the port's
+//     buffer, up to max_bytes; with nothing buffered and nothing pending,
+//     it waits until the port reads the socket (at most 4096 bytes at a
+//     time). It reads no socket itself.
 //   - Sending: unix_socket_send_fds flushes the output port first (parking
 //     as flush does), so bytes written earlier through the port arrive
 //     before `bytes`; then one sendmsg(2) carries `bytes` and the
@@ -41,10 +55,13 @@
 // Errors follow socket/unix_socket.h: a port that is not over a Unix
 // socket raises exn_fail_contract; a closed one exn_fail_network (EBADF);
 // a failed system call exn_fail_network carrying its errno, naming the
-// port. More descriptors than the receiver's max_fds (MSG_CTRUNC: the
-// kernel closes the ones that did not fit) raise exn_fail_network with
-// EMSGSIZE after closing the ones that did; the bytes of that read are
-// lost with them.
+// port (a failed read of the socket raises as the port's reads do). A
+// read of the port that the kernel truncated (MSG_CTRUNC: more descriptors
+// than fit, which cannot happen with room for unix_socket_max_fds, or no
+// free descriptor number under RLIMIT_NOFILE) closes the descriptors that
+// did arrive and keeps its bytes; the receive that reaches them raises
+// exn_fail_network with EMSGSIZE, taking nothing, and the next receive
+// delivers those bytes without descriptors.
 #ifndef RKT_SOCKET_UNIX_SOCKET_FDS_H_
 #define RKT_SOCKET_UNIX_SOCKET_FDS_H_
 
@@ -87,8 +104,10 @@ class unix_socket_fds {
   std::shared_ptr<internal::received_fds> st_;
 };
 
-// What one receive delivered: at least one byte, and the descriptors that
-// came with them (often none).
+// What one receive delivered: bytes and the descriptors attached to the
+// first of them (often none). Bytes are empty only when descriptors
+// pending are delivered (their own bytes were read through the port) and
+// no byte without descriptors of its own follows in the port's buffer.
 struct unix_socket_message {
   std::string bytes;
   unix_socket_fds fds;
@@ -111,9 +130,11 @@ void unix_socket_send_fds(const output_port& out, std::string_view bytes,
 
 // An event that receives, when it is the event chosen, at most `max_bytes`
 // bytes (1 or more) and at most `max_fds` descriptors (up to
-// unix_socket_max_fds) from the connection under `in`; its result is EOF
-// once the peer has closed its side. Ready when the port has buffered
-// bytes or the socket is readable. As a port event, never ready on a
+// unix_socket_max_fds) from the connection under `in` (see the top of this
+// file); its result is EOF once the peer has closed its side and nothing
+// is left to deliver. Ready when the port has buffered bytes, when
+// descriptors are pending (max_fds > 0), or when the port can read bytes
+// or EOF from the socket. As a port event, never ready on a
 // closed port. The descriptors go to the custodian current when this is
 // called; once it is shut down, the event is ready and raises its error
 // without reading (as unix_socket_accept_evt). Raises, when called,

@@ -4,7 +4,9 @@
 // descriptors belong to the custodian until taken; too many descriptors is
 // an error that leaks none; ports not over a Unix socket are refused.
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,6 +78,15 @@ class UnixSocketFdsTest : public rkt::test::clean_test {
   std::optional<conn> server_;
   int pipe_[2] = {-1, -1};
 };
+
+// Which file a descriptor names (device and inode).
+std::pair<dev_t, ino_t> file_id(int fd) {
+  struct stat st {};
+  EXPECT_EQ(::fstat(fd, &st), 0) << fd << ": " << std::strerror(errno);
+  return {st.st_dev, st.st_ino};
+}
+
+bool close_on_exec(int fd) { return (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
 
 // Writing `text` to `fd` shows up at the test pipe's read end.
 void expect_reaches_pipe(int fd, int pipe_read, const std::string& text) {
@@ -161,18 +172,27 @@ TEST_F(UnixSocketFdsTest, UnflushedOutputGoesFirst) {
   EXPECT_EQ(m.fds.size(), 1u);
 }
 
-TEST_F(UnixSocketFdsTest, TooManyDescriptorsRaiseAndLeaveNoneOpen) {
-  rkt::unix_socket_send_fds(client().out, "4", {pipe_write(), pipe_write(), pipe_read(), 0});
-  const std::size_t before = rkt::test::fd_leak_check::snapshot().size();
-  auto e = raised<rkt::exn_fail_network>([&] { receive(4096, 2); });
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->error_number(), EMSGSIZE) << e->what();
-  const std::string m = e->what();
-  EXPECT_NE(m.find("unix_socket_receive_fds_evt: more descriptors arrived than max_fds (2)"),
-            std::string::npos)
-      << m;
-  EXPECT_NE(m.find("\n  port: unix-socket"), std::string::npos) << m;
-  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before);
+// A message with more descriptors than max_fds: the receive takes
+// max_fds of them, in order, and the next receive the rest (no bytes are
+// left to go with them).
+TEST_F(UnixSocketFdsTest, MoreDescriptorsThanMaxFdsAreDeliveredByTheNextReceive) {
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  rkt::unix_socket_send_fds(client().out, "4", {pipe_write(), null_fd, pipe_read(), null_fd});
+  rkt::unix_socket_message first = receive(4096, 3);
+  EXPECT_EQ(first.bytes, "4");
+  const std::vector<int> a = first.fds.peek();
+  ASSERT_EQ(a.size(), 3u);
+  EXPECT_EQ(file_id(a[0]), file_id(pipe_write()));
+  EXPECT_EQ(file_id(a[1]), file_id(null_fd));
+  EXPECT_EQ(file_id(a[2]), file_id(pipe_read()));
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 1u);
+  rkt::unix_socket_message rest = receive(4096, 3);
+  EXPECT_EQ(rest.bytes, "");
+  ASSERT_EQ(rest.fds.size(), 1u);
+  EXPECT_EQ(file_id(rest.fds.peek()[0]), file_id(null_fd));
+  EXPECT_TRUE(close_on_exec(rest.fds.peek()[0]));
+  ::close(null_fd);
   // The connection goes on.
   rkt::unix_socket_send_fds(client().out, "1", {pipe_write()});
   rkt::unix_socket_message next = receive();
@@ -180,13 +200,18 @@ TEST_F(UnixSocketFdsTest, TooManyDescriptorsRaiseAndLeaveNoneOpen) {
   EXPECT_EQ(next.fds.size(), 1u);
 }
 
-TEST_F(UnixSocketFdsTest, MaxFdsZeroRefusesAnyDescriptor) {
-  rkt::unix_socket_send_fds(client().out, "1", {pipe_write()});
-  const std::size_t before = rkt::test::fd_leak_check::snapshot().size();
-  auto e = raised<rkt::exn_fail_network>([&] { receive(4096, 0); });
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->error_number(), EMSGSIZE);
-  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before);
+// max_fds 0 receives bytes only; the descriptors stay pending for a
+// receive that takes them.
+TEST_F(UnixSocketFdsTest, MaxFdsZeroLeavesTheDescriptorsPending) {
+  rkt::unix_socket_send_fds(client().out, "12", {pipe_write()});
+  rkt::unix_socket_message bytes_only = receive(1, 0);
+  EXPECT_EQ(bytes_only.bytes, "1");
+  EXPECT_EQ(bytes_only.fds.size(), 0u);
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 1u);
+  rkt::unix_socket_message m = receive();
+  EXPECT_EQ(m.bytes, "2");
+  ASSERT_EQ(m.fds.size(), 1u);
+  EXPECT_EQ(file_id(m.fds.peek()[0]), file_id(pipe_write()));
 }
 
 TEST_F(UnixSocketFdsTest, TheCustodianClosesDescriptorsNotTaken) {
@@ -369,6 +394,185 @@ TEST_F(UnixSocketFdsTest, ClosedPortsRaiseEbadf) {
   auto e2 = raised<rkt::exn_fail_network>([&] { rkt::unix_socket_receive_fds_evt(client().in); });
   ASSERT_TRUE(e2);
   EXPECT_EQ(e2->error_number(), EBADF);
+}
+
+// --- Descriptors whose bytes a port read takes are kept by the port. ---
+
+// read_bytes takes the first bytes of a message with descriptors: they
+// stay with the port, and the next receive delivers them with the rest of
+// the bytes.
+TEST_F(UnixSocketFdsTest, ReadBytesThroughThePortKeepsTheDescriptorsForTheNextReceive) {
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  rkt::unix_socket_send_fds(client().out, "abcd", {pipe_write(), null_fd});
+  EXPECT_EQ(rkt::test::arrives(server().in, 2), "ab");
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 2u);
+  rkt::unix_socket_message m = receive();
+  EXPECT_EQ(m.bytes, "cd");
+  const std::vector<int> got = m.fds.peek();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(file_id(got[0]), file_id(pipe_write()));
+  EXPECT_EQ(file_id(got[1]), file_id(null_fd));
+  EXPECT_TRUE(close_on_exec(got[0]));
+  EXPECT_TRUE(close_on_exec(got[1]));
+  expect_reaches_pipe(got[0], pipe_read(), "w");
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 0u);
+  ::close(null_fd);
+}
+
+// A protocol reads a request line through the port, then receives the
+// descriptor the line came with: all its bytes were read, so the receive
+// delivers the descriptor with no bytes, at once.
+TEST_F(UnixSocketFdsTest, ReadLineThenReceiveGetsTheLinesDescriptor) {
+  rkt::unix_socket_send_fds(client().out, "open log\n", {pipe_write()});
+  EXPECT_EQ(sync_within(rkt::read_line_evt(server().in)).value_or("<EOF>"), "open log");
+  rkt::unix_socket_message m = receive();
+  EXPECT_EQ(m.bytes, "");
+  ASSERT_EQ(m.fds.size(), 1u);
+  EXPECT_EQ(file_id(m.fds.peek()[0]), file_id(pipe_write()));
+  EXPECT_TRUE(close_on_exec(m.fds.peek()[0]));
+  // Then plain bytes, with nothing pending: a receive waits for them.
+  client().out.write_bytes("next");
+  client().out.flush();
+  rkt::unix_socket_message after = receive();
+  EXPECT_EQ(after.bytes, "next");
+  EXPECT_EQ(after.fds.size(), 0u);
+}
+
+// A peek leaves the bytes, so the descriptors stay attached to them.
+TEST_F(UnixSocketFdsTest, APeekTakesNothing) {
+  rkt::unix_socket_send_fds(client().out, "xy", {pipe_write()});
+  EXPECT_EQ(sync_within(rkt::peek_bytes_evt(2, 0, server().in)).value_or("<EOF>"), "xy");
+  rkt::unix_socket_message m = receive();
+  EXPECT_EQ(m.bytes, "xy");
+  ASSERT_EQ(m.fds.size(), 1u);
+  EXPECT_EQ(file_id(m.fds.peek()[0]), file_id(pipe_write()));
+}
+
+// Two messages with descriptors, both in the port's buffer (a peek of
+// both made it read twice): two receives, each with its own descriptors.
+TEST_F(UnixSocketFdsTest, TwoBufferedMessagesAreTwoReceives) {
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(null_fd, 0);
+  rkt::unix_socket_send_fds(client().out, "one", {pipe_write()});
+  rkt::unix_socket_send_fds(client().out, "two", {null_fd, pipe_read()});
+  ::close(null_fd);
+  EXPECT_EQ(sync_within(rkt::peek_bytes_evt(6, 0, server().in)).value_or("<EOF>"), "onetwo");
+  EXPECT_EQ(rkt::fd_port_buffered(server().in), 6u);
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 3u);
+  rkt::unix_socket_message first = receive();
+  EXPECT_EQ(first.bytes, "one");
+  ASSERT_EQ(first.fds.size(), 1u);
+  EXPECT_EQ(file_id(first.fds.peek()[0]), file_id(pipe_write()));
+  rkt::unix_socket_message second = receive();
+  EXPECT_EQ(second.bytes, "two");
+  const std::vector<int> got = second.fds.peek();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_NE(file_id(got[0]), file_id(pipe_write()));
+  EXPECT_EQ(file_id(got[1]), file_id(pipe_read()));
+}
+
+// Both messages' bytes read through the port: their descriptors are
+// delivered one message's at a time, never merged.
+TEST_F(UnixSocketFdsTest, PendingDescriptorsOfTwoMessagesAreTwoReceives) {
+  rkt::unix_socket_send_fds(client().out, "one", {pipe_write()});
+  rkt::unix_socket_send_fds(client().out, "two", {pipe_read()});
+  EXPECT_EQ(rkt::test::arrives(server().in, 6), "onetwo");
+  rkt::unix_socket_message first = receive();
+  EXPECT_EQ(first.bytes, "");
+  ASSERT_EQ(first.fds.size(), 1u);
+  EXPECT_EQ(file_id(first.fds.peek()[0]), file_id(pipe_write()));
+  rkt::unix_socket_message second = receive();
+  EXPECT_EQ(second.bytes, "");
+  ASSERT_EQ(second.fds.size(), 1u);
+  EXPECT_EQ(file_id(second.fds.peek()[0]), file_id(pipe_read()));
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 0u);
+}
+
+// The port holds the descriptors of bytes it read; its close closes them.
+TEST_F(UnixSocketFdsTest, ClosingThePortClosesTheDescriptorsItHolds) {
+  const std::size_t before = rkt::test::fd_leak_check::snapshot().size();
+  rkt::unix_socket_send_fds(client().out, "ab", {pipe_write(), pipe_read()});
+  EXPECT_EQ(rkt::test::arrives(server().in, 1), "a");
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 2u);
+  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before + 2);
+  server().in.close();
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 0u);
+  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before);
+}
+
+// So does the shutdown of the custodian that manages the port.
+TEST_F(UnixSocketFdsTest, TheCustodianOfThePortClosesTheDescriptorsItHolds) {
+  const std::string name = rkt::test::unique_abstract("fds-custodian");
+  rkt::unix_socket_listener l = rkt::unix_socket_listen(rkt::unix_socket_abstract_name(name));
+  conn peer(rkt::unix_socket_connect(rkt::unix_socket_abstract_name(name)));
+  rkt::custodian c = rkt::make_custodian();
+  std::optional<conn> mine;
+  {
+    rkt::custodian_scope in(c);
+    mine.emplace(accept_bounded(l));
+  }
+  rkt::unix_socket_close_listener(l);
+  const std::size_t before = rkt::test::fd_leak_check::snapshot().size();
+  rkt::unix_socket_send_fds(peer.out, "a", {pipe_write()});
+  EXPECT_EQ(rkt::test::arrives(mine->in, 1), "a");
+  EXPECT_EQ(rkt::fd_port_passed_held(mine->in), 1u);
+  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before + 1);
+  c.shutdown_all();
+  EXPECT_TRUE(mine->in.closed());
+  // The kept descriptor and the connection's own are closed.
+  EXPECT_EQ(rkt::test::fd_leak_check::snapshot().size(), before - 1);
+  peer.close();
+  mine.reset();
+}
+
+// A read the kernel truncates (no free descriptor number: RLIMIT_NOFILE
+// reached) closes what arrived and keeps the bytes; the receive that
+// reaches them raises EMSGSIZE, and the next one delivers the bytes.
+TEST_F(UnixSocketFdsTest, ATruncatedReadKeepsItsBytesAndTheReceiveRaises) {
+  rkt::unix_socket_send_fds(client().out, "ab", {pipe_write(), pipe_read()});
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  const int lowest_free = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);  // no number left
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  const rkt::or_eof<std::string> peeked =
+      rkt::sync_timeout(absl::Seconds(10), rkt::peek_bytes_evt(2, 0, server().in))
+          .value_or(std::string("<timeout>"));
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_EQ(peeked.value_or("<EOF>"), "ab");
+  EXPECT_EQ(rkt::fd_port_passed_held(server().in), 0u);
+  auto e = raised<rkt::exn_fail_network>([&] { receive(); });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->error_number(), EMSGSIZE) << e->what();
+  const std::string m = e->what();
+  EXPECT_NE(m.find("unix_socket_receive_fds_evt: descriptors were lost"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("\n  port: unix-socket"), std::string::npos) << m;
+  rkt::unix_socket_message next = receive();
+  EXPECT_EQ(next.bytes, "ab");
+  EXPECT_EQ(next.fds.size(), 0u);
+}
+
+// A socketpair made into ports by make_fd_ports keeps descriptors too
+// (the port finds out the socket is AF_UNIX itself).
+TEST_F(UnixSocketFdsTest, MakeFdPortsOverAUnixSocketpairKeepsDescriptors) {
+  int s[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, s), 0);
+  conn a(rkt::make_fd_ports(s[0], "pair-a"));
+  conn b(rkt::make_fd_ports(s[1], "pair-b"));
+  rkt::unix_socket_send_fds(a.out, "hi\n", {pipe_write()});
+  EXPECT_EQ(sync_within(rkt::read_line_evt(b.in)).value_or("<EOF>"), "hi");
+  rkt::or_eof<rkt::unix_socket_message> m =
+      sync_within(rkt::unix_socket_receive_fds_evt(b.in));
+  ASSERT_TRUE(m.has_value());
+  ASSERT_EQ(m->fds.size(), 1u);
+  EXPECT_EQ(file_id(m->fds.peek()[0]), file_id(pipe_write()));
+  a.close();
+  b.close();
 }
 
 }  // namespace

@@ -46,6 +46,7 @@ const listener_kind unix_socket_listener_kind{
     .closed_text = "unix socket listener is closed",
     .closed_is_contract = false,  // Racket raises it with `error`: plain exn:fail
     .port_name = "unix-socket",
+    .unix_domain = true,
 };
 
 // Racket 8.7's racket/tcp raises exn:fail:contract for a closed listener
@@ -207,7 +208,8 @@ class listener_state::accept_node final : public base_evt<port_pair> {
     s.accepted_locked();
     try {
       custodian_scope in(owner_);
-      c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, s.kind().port_name, who_));
+      c.slot().emplace<port_pair>(make_nonblocking_socket_ports(fd, s.kind().port_name, who_,
+                                                                  s.kind().unix_domain));
     } catch (...) {
       c.slot().set_exception(std::current_exception());
     }

@@ -101,6 +101,7 @@ struct listener_kind {
   const char* closed_text;  // after "<who>: ": "unix socket listener is closed"
   bool closed_is_contract;  // exn_fail_contract (racket/tcp), else plain exn_fail
   const char* port_name;    // the name of accepted ports: "unix-socket"
+  bool unix_domain = false;  // AF_UNIX: accepted ports keep passed descriptors
 };
 
 // The error of using a closed listener of kind `k` in `who`.
