@@ -11,13 +11,15 @@
 #       machine a pinned process cannot flee a busy core, which alone can
 #       move the rates).
 # h2load --h1 -B unix:SOCK -c CONNS -t 1 -D DURATION --warm-up-time WARMUP
-# (with CLOSE=1, -H "Connection: close": a new connection per request).
+# Connections are kept alive: h2load's timed mode (-D) stops a client whose
+# connection the server closes instead of reconnecting, so a new connection
+# per request cannot be measured this way.
 # On 2 cores this cannot show scaling: the honest figures are CPU per
 # request (does the second thread cost anything?) and latency.
 #   bench/http_threads.sh
 #   ROUNDS=5 CONFIGS="1t 1u 2t" bench/http_threads.sh
 # Settings (environment): ROUNDS (5), DURATION (5 s measured), WARMUP (1 s),
-# CONNS (64), CONFIGS ("1t 2t"), CLOSE (0), CORES ("0 1": the two cores
+# CONNS (64), CONFIGS ("1t 2t"), CORES ("0 1": the two cores
 # used), RKT_SERVER (a hello_web binary to use instead of building
 # //examples:hello_web -c opt).
 # Figures per run, as bench/http_compare.sh takes them (bench/http_measure.py):
@@ -34,7 +36,6 @@ DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 CONNS=${CONNS:-64}
 CONFIGS=${CONFIGS:-"1t 2t"}
-CLOSE=${CLOSE:-0}
 read -r CORE0 CORE1 <<<"${CORES:-0 1}"
 
 if [[ -n "${BUILD_WORKSPACE_DIRECTORY:-}" ]]; then
@@ -133,7 +134,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     poll_for 10 test -s "$d/cpu.samples" || echo "note: no CPU sample" >&2
     h2args=(--h1 -B "unix:$sock" -c "$CONNS" -t 1 -D "$DURATION" --warm-up-time "$WARMUP"
             --log-file="$d/lat.log")
-    ((CLOSE)) && h2args+=(-H "Connection: close")
     if timeout $((DURATION + WARMUP + 30)) "${h2pin[@]}" h2load "${h2args[@]}" \
          http://localhost/ >"$d/h2load.out" 2>&1; then
       kill -TERM "$sampler"
@@ -199,7 +199,7 @@ runs_of() {
 }
 echo
 echo "hello_web, 1 vs 2 server threads; commit $COMMIT; $(uname -sr); $(nproc) cores"
-echo "h2load -c $CONNS -t 1 -D $DURATION --warm-up-time $WARMUP$( ((CLOSE)) && echo ' -H "Connection: close"');" \
+echo "h2load -c $CONNS -t 1 -D $DURATION --warm-up-time $WARMUP;" \
      "$ROUNDS rounds; load average $LOAD_START at start, $LOAD_END at end"
 echo
 echo "| config | req/s | p50 ms | p99 ms | CPU s/1000 req | CPU share per server thread (each round) |"
