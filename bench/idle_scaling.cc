@@ -55,6 +55,7 @@
 #include "ports/pipe.h"
 #include "ports/port.h"
 #include "socket/unix_socket.h"
+#include "tests/testing/resident_memory.h"
 
 namespace {
 
@@ -93,15 +94,6 @@ class stopwatch {
   clock_type::time_point wall_;
   double cpu_;
 };
-
-std::size_t resident_bytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
 
 rlim_t raise_fd_limit_to_hard() {
   rlimit lim{};
@@ -221,7 +213,7 @@ phases run_unix(std::size_t n, int control, const std::string& path) {
     });
   }
   rkt::sync(rkt::system_idle_evt());
-  const std::size_t baseline = resident_bytes();
+  const std::size_t baseline = rkt::test::resident_bytes();
 
   stopwatch w;
   write_all(control, "connect " + path + " " + std::to_string(n) + "\n");
@@ -238,9 +230,8 @@ phases run_unix(std::size_t n, int control, const std::string& path) {
   rkt::sync(rkt::system_idle_evt());
   p.echo = w.read();
   if (read_line(control) != "ok") die("client echo");
-  const std::size_t idle = resident_bytes();
-  p.bytes_per_idle = static_cast<double>(idle > baseline ? idle - baseline : 0) /
-                     static_cast<double>(n);
+  const std::size_t idle = rkt::test::resident_bytes();
+  p.bytes_per_idle = rkt::test::resident_bytes_each(baseline, idle, n);
 
   w = stopwatch();
   server.shutdown_all();
@@ -260,7 +251,7 @@ phases run_pipe(std::size_t n) {
   to_server.reserve(n);
   from_server.reserve(n);
   rkt::sync(rkt::system_idle_evt());
-  const std::size_t baseline = resident_bytes();
+  const std::size_t baseline = rkt::test::resident_bytes();
 
   stopwatch w;
   {
@@ -287,9 +278,8 @@ phases run_pipe(std::size_t n) {
   for (const rkt::input_port& in : from_server) {
     if (in.read_bytes_avail(std::span<char>(buf)) != kMessage.size()) die("pipe echo");
   }
-  const std::size_t idle = resident_bytes();
-  p.bytes_per_idle = static_cast<double>(idle > baseline ? idle - baseline : 0) /
-                     static_cast<double>(n);
+  const std::size_t idle = rkt::test::resident_bytes();
+  p.bytes_per_idle = rkt::test::resident_bytes_each(baseline, idle, n);
 
   w = stopwatch();
   server.shutdown_all();

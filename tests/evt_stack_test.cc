@@ -498,6 +498,8 @@ TEST_F(EvtStackSizeTest, ThreadAtTheMinimumSyncsThrowsCatchesAndIsKilled) {
         } catch (const rkt::exn_fail& e) {
           caught = e.what();
         }
+        // A timed park (an alarm in the reactor's wait) on this stack: the
+        // behaviour under test, not a wait for another thread.
         rkt::sleep(absl::Milliseconds(1));
         out.put(caught);
         // Parks until killed: the kill unwinds this stack.

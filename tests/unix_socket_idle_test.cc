@@ -49,6 +49,7 @@
 #include "socket/unix_socket.h"
 #include "tests/testing/green_threads.h"
 #include "tests/testing/port_helpers.h"
+#include "tests/testing/resident_memory.h"
 #include "tests/testing/sync_within.h"
 
 namespace {
@@ -77,16 +78,6 @@ std::size_t connection_count() {
   const char* v = std::getenv("RKT_IDLE_CONNECTIONS");
   if (v == nullptr) return kDefaultConnections;
   return static_cast<std::size_t>(std::strtoull(v, nullptr, 10));
-}
-
-// Resident bytes of the process (/proc/self/statm, second field).
-std::size_t resident_bytes() {
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  unsigned long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lu %lu", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 // A non-blocking client socket connected to `path` (a Unix-socket connect
@@ -212,7 +203,7 @@ void run_idle_connections(std::size_t n) {
   // The acceptor parks in its accept; the baseline includes it, the
   // listener and the clients' vector.
   sync_within(rkt::system_idle_evt());
-  const std::size_t baseline = resident_bytes();
+  const std::size_t baseline = rkt::test::resident_bytes();
 
   // Open the connections a batch at a time; each batch's messages are
   // echoed before the next batch connects.
@@ -236,12 +227,11 @@ void run_idle_connections(std::size_t n) {
   // Every connection thread is parked in its read again.
   sync_within(rkt::system_idle_evt());
   EXPECT_EQ(rkt::live_thread_count(), n + 1);
-  const std::size_t idle = resident_bytes();
+  const std::size_t idle = rkt::test::resident_bytes();
   if (const char* dump = std::getenv("RKT_IDLE_SMAPS")) {
     std::ofstream(dump) << std::ifstream("/proc/self/smaps").rdbuf();
   }
-  const double per_connection =
-      static_cast<double>(idle > baseline ? idle - baseline : 0) / static_cast<double>(n);
+  const double per_connection = rkt::test::resident_bytes_each(baseline, idle, n);
   std::printf("%zu idle connections (%s guards, %s reactor): %.0f bytes resident each\n", n,
               rkt::stack_guard_name(), rkt::reactor_name(), per_connection);
   ::testing::Test::RecordProperty("bytes_per_idle_connection",
