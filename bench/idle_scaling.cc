@@ -55,6 +55,7 @@
 #include "ports/pipe.h"
 #include "ports/port.h"
 #include "socket/unix_socket.h"
+#include "tests/testing/idle_echo.h"
 #include "tests/testing/resident_memory.h"
 
 namespace {
@@ -183,19 +184,6 @@ struct phases {
   double bytes_per_idle = 0;
 };
 
-// The server side of one connection: echoes until EOF, posting `echoed`
-// after each echo.
-void serve(const rkt::input_port& in, const rkt::output_port& out, const rkt::semaphore& echoed) {
-  char buf[64];
-  for (;;) {
-    const rkt::or_eof<std::size_t> got = in.read_bytes_avail(std::span<char>(buf));
-    if (got == rkt::eof) return;
-    out.write_bytes(std::string_view(buf, *got));
-    out.flush();
-    echoed.post();
-  }
-}
-
 phases run_unix(std::size_t n, int control, const std::string& path) {
   phases p;
   rkt::custodian server = rkt::make_custodian();
@@ -207,7 +195,7 @@ phases run_unix(std::size_t n, int control, const std::string& path) {
     rkt::thread([listener, &accepted, &echoed] {
       for (;;) {
         auto [in, out] = rkt::unix_socket_accept(listener);
-        rkt::thread([in = std::move(in), out = std::move(out), &echoed] { serve(in, out, echoed); });
+        rkt::thread([in = std::move(in), out = std::move(out), &echoed] { rkt::test::echo_until_eof(in, out, echoed); });
         accepted.post();
       }
     });
@@ -262,7 +250,7 @@ phases run_pipe(std::size_t n) {
       to_server.push_back(std::move(client_out));
       from_server.push_back(std::move(client_in));
       rkt::thread([in = std::move(server_in), out = std::move(server_out), &echoed] {
-        serve(in, out, echoed);
+        rkt::test::echo_until_eof(in, out, echoed);
       });
     }
   }

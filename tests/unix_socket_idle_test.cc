@@ -48,6 +48,7 @@
 #include "ports/port.h"
 #include "socket/unix_socket.h"
 #include "tests/testing/green_threads.h"
+#include "tests/testing/idle_echo.h"
 #include "tests/testing/port_helpers.h"
 #include "tests/testing/resident_memory.h"
 #include "tests/testing/sync_within.h"
@@ -188,14 +189,7 @@ void run_idle_connections(std::size_t n) {
       for (;;) {
         auto [in, out] = rkt::unix_socket_accept(listener);
         rkt::thread([in = std::move(in), out = std::move(out), &echoed] {
-          char buf[64];
-          for (;;) {
-            const rkt::or_eof<std::size_t> got = in.read_bytes_avail(std::span<char>(buf));
-            if (got == rkt::eof) return;
-            out.write_bytes(std::string_view(buf, *got));
-            out.flush();
-            echoed.post();
-          }
+          rkt::test::echo_until_eof(in, out, echoed);
         });
       }
     });
